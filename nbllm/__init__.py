@@ -1,0 +1,116 @@
+"""nbllm: LLMs that feel native in Jupyter.
+
+    import nbllm
+    llm = nbllm.LLM("openai:gpt-4o-mini")
+    llm.invoke("Hello, how are you?").text
+    results = await llm.amap(prompts)          # thousands of prompts, every key's limits respected
+    %load_ext nbllm                            # then %%llm cells stream their answer
+
+With no key configured, everything runs on the embedded simulator (``nbllm.sim``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._batch import Batch
+from ._callbacks import BaseCallbackHandler, StreamingStdOutCallbackHandler
+from ._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    BatchInterrupted,
+    ConfigurationError,
+    NbllmError,
+    NoKeyAvailableError,
+    ProviderError,
+    QuotaExhaustedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    StreamInterruptedError,
+)
+from ._http import Timeouts
+from ._keys import ApiKey
+from ._llm import LLM
+from ._pool import KeyPool
+from ._retry import RetryPolicy
+from ._store import Store
+from ._types import Failure, Generation, LLMResult, Response, StreamEvent, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "ApiKey",
+    "AuthenticationError",
+    "BadRequestError",
+    "BaseCallbackHandler",
+    "Batch",
+    "BatchInterrupted",
+    "ConfigurationError",
+    "Failure",
+    "Generation",
+    "KeyPool",
+    "LLM",
+    "LLMResult",
+    "NbllmError",
+    "NoKeyAvailableError",
+    "PromptPanel",
+    "ProviderError",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "Response",
+    "RetryPolicy",
+    "ServerError",
+    "Store",
+    "StreamEvent",
+    "StreamInterruptedError",
+    "StreamingStdOutCallbackHandler",
+    "Timeouts",
+    "Usage",
+    "enable_nesting",
+    "load_ipython_extension",
+]
+
+for _name in __all__:
+    _obj = globals().get(_name)
+    if _obj is not None and getattr(_obj, "__module__", "").startswith("nbllm._"):
+        try:
+            _obj.__module__ = "nbllm"  # reprs and docs show nbllm.LLM, as httpx does
+        except (AttributeError, TypeError):
+            pass
+
+
+def enable_nesting() -> None:
+    """Let code that calls ``asyncio.run()`` work inside a running notebook loop (opt-in).
+
+    Applies the maintained ``nest-asyncio2`` patch to the current loop. nbllm's own API never needs it;
+    it exists for pasted scripts such as the key-pool seed that end in ``asyncio.run(main())``.
+    """
+    from ._nesting import enable_nesting as _enable
+
+    _enable()
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbllm``: register ``%%llm``, ``%llm`` and ``%llm_config``."""
+    from ._magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from ._magics import unload_ipython_extension as _unload
+
+    _unload(ipython)
+
+
+def __getattr__(name: str) -> Any:
+    # widgets import ipywidgets; only pay for it when a panel is asked for
+    if name == "PromptPanel":
+        from ._panel import PromptPanel
+
+        return PromptPanel
+    raise AttributeError(f"module 'nbllm' has no attribute {name!r}")

@@ -1,0 +1,225 @@
+"""The engine loop: one daemon-thread asyncio loop per process that owns everything loop-bound.
+
+The HTTP client, the key pool's limiters and the store writer live on this loop, so one set of limits
+covers every call in the process — magics, widgets, sync and async code alike (DESIGN decision 1).
+
+- ``await run(coro)`` works from any event loop, including a running Jupyter kernel's: the work runs on
+  the engine and the caller awaits a wrapped future. Cancelling the caller cancels the engine task.
+- ``run_sync(coro)`` blocks any thread (including one whose loop is running, as in a kernel cell)
+  until the engine finishes; Ctrl-C / a kernel interrupt cancels the engine task and re-raises.
+- ``aiter(agen)`` / ``iter_sync(agen)`` do the same for async generators (token streams).
+
+Async is the single implementation; everything sync in nbllm goes through this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import queue
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from ._exceptions import ConfigurationError
+
+__all__ = ["Engine", "aiter_on_engine", "get_engine", "iter_on_engine", "run", "run_sync"]
+
+T = TypeVar("T")
+
+# How often a blocked sync caller wakes to notice Ctrl-C; signals interrupt lock waits on POSIX, but a
+# bounded wait keeps interrupts prompt on every platform.
+_POLL_SECONDS = 0.1
+_SHUTDOWN_SECONDS = 2.0
+
+
+class Engine:
+    """A daemon thread running an asyncio loop, plus hooks to close loop-bound resources at exit."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
+        # coroutine functions run on the engine loop at shutdown (HTTP client close, store flush…)
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, name="nbllm-engine", daemon=True)
+        self.thread.start()
+        self._ready.wait()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self.thread.is_alive() else "stopped"
+        return f"<nbllm Engine {state} thread={self.thread.name}>"
+
+    @property
+    def in_engine_thread(self) -> bool:
+        return threading.current_thread() is self.thread
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the engine loop and return a thread-safe future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Register an async callable run on the engine loop when the process exits."""
+        self._closers.append(closer)
+
+    async def _close_resources(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - exiting; one failing closer must not block the others
+                pass
+        self._closers.clear()
+
+    def shutdown(self) -> None:
+        """Close loop-bound resources, stop the loop and join the thread (idempotent)."""
+        if not self.thread.is_alive() or self.pid != os.getpid():
+            return
+        try:
+            self.submit(self._close_resources()).result(_SHUTDOWN_SECONDS)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+        self.loop.call_soon_threadsafe(self._cancel_all_and_stop)
+        self.thread.join(_SHUTDOWN_SECONDS)
+
+    def _cancel_all_and_stop(self) -> None:
+        for task in asyncio.all_tasks(self.loop):
+            task.cancel()
+        self.loop.call_soon(self.loop.stop)
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process's engine, started on first use (and again in a forked child)."""
+    global _engine
+    engine = _engine
+    if engine is not None and engine.pid == os.getpid() and engine.thread.is_alive():
+        return engine
+    with _engine_lock:
+        if _engine is None or _engine.pid != os.getpid() or not _engine.thread.is_alive():
+            _engine = Engine()
+        return _engine
+
+
+@atexit.register
+def _shutdown_at_exit() -> None:
+    if _engine is not None:
+        _engine.shutdown()
+
+
+async def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` on the engine loop from any loop; cancelling the caller cancels the work."""
+    engine = get_engine()
+    if engine.in_engine_thread:
+        return await coro
+    # wrap_future cancels the concurrent future when the awaiting task is cancelled, and
+    # run_coroutine_threadsafe turns that into task.cancel() on the engine loop.
+    return await asyncio.wrap_future(engine.submit(coro))
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Block the calling thread until ``coro`` finishes on the engine loop."""
+    engine = get_engine()
+    if engine.in_engine_thread:
+        coro.close()
+        raise ConfigurationError(
+            "A blocking nbllm call was made from inside an nbllm callback; use the async API "
+            "(await llm.ainvoke(...)) there instead."
+        )
+    future = engine.submit(coro)
+    try:
+        while True:
+            try:
+                return future.result(_POLL_SECONDS)
+            except concurrent.futures.TimeoutError:
+                continue
+    except BaseException:
+        # KeyboardInterrupt (kernel interrupt / Ctrl-C) or anything else: stop the engine work too.
+        future.cancel()
+        raise
+
+
+_DONE = object()
+
+
+async def aiter_on_engine(agen: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Iterate an async generator that runs on the engine loop, from any other loop."""
+    engine = get_engine()
+    if engine.in_engine_thread:
+        async for item in agen:
+            yield item
+        return
+    caller_loop = asyncio.get_running_loop()
+    items: asyncio.Queue[Any] = asyncio.Queue()
+
+    def deliver(item: Any) -> None:
+        caller_loop.call_soon_threadsafe(items.put_nowait, item)
+
+    future = engine.submit(_pump(agen, deliver))
+    try:
+        while True:
+            item = await items.get()
+            if item is _DONE:
+                break
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        future.cancel()
+
+
+def iter_on_engine(agen: AsyncIterator[T]) -> Iterator[T]:
+    """Iterate an async generator that runs on the engine loop, from synchronous code."""
+    engine = get_engine()
+    if engine.in_engine_thread:
+        raise ConfigurationError("Use `async for` (astream) inside nbllm callbacks, not the sync stream().")
+    items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    future = engine.submit(_pump(agen, items.put))
+    try:
+        while True:
+            try:
+                item = items.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                break
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        future.cancel()
+
+
+class _Raised:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def _pump(agen: AsyncIterator[Any], deliver: Callable[[Any], None]) -> None:
+    try:
+        async for item in agen:
+            deliver(item)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
+        deliver(_Raised(error))
+        return
+    finally:
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    deliver(_DONE)

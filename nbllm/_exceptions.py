@@ -1,0 +1,139 @@
+"""The one error tree of nbllm.
+
+Every error nbllm raises is an ``NbllmError``; its message says what happened and what to do.
+Keys never appear in messages: a key is named by its alias or its masked form (``sk-…abcd``).
+
+```
+NbllmError
+├── ConfigurationError        bad arguments, unknown model string, missing key or base_url
+├── ProviderError             the provider answered with an error (has .status, .provider_message)
+│   ├── AuthenticationError   401/403: the key is revoked or lacks permission
+│   ├── QuotaExhaustedError   the key's account has no credit left
+│   ├── BadRequestError       400/404/413/422: the request itself is wrong; retrying will not help
+│   ├── RateLimitError        429 after the retries ran out
+│   └── ServerError           5xx / overloaded after the retries ran out
+├── StreamInterruptedError    a stream ended or broke before its terminator (.partial_text kept)
+├── RequestTimeoutError       connect, idle-between-chunks or overall deadline passed
+├── APIConnectionError        the server could not be reached after the retries ran out
+├── NoKeyAvailableError       every key in the pool is disabled
+└── BatchInterrupted          a batch was interrupted; .results holds what finished
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchInterrupted",
+    "ConfigurationError",
+    "NbllmError",
+    "NoKeyAvailableError",
+    "ProviderError",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ServerError",
+    "StreamInterruptedError",
+]
+
+
+class NbllmError(Exception):
+    """Root of every error nbllm raises."""
+
+    #: Whether the same request may succeed if sent again (possibly with another key).
+    retryable: bool = False
+
+
+class ConfigurationError(NbllmError):
+    """Arguments or settings are wrong; the message says which and how to fix them."""
+
+
+class ProviderError(NbllmError):
+    """The provider answered with an error status or an error object inside a stream."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        provider_message: str = "",
+        error_type: str = "",
+        retry_after: float | None = None,
+        key_alias: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.provider_message = provider_message
+        self.error_type = error_type
+        self.retry_after = retry_after
+        self.key_alias = key_alias
+
+
+class AuthenticationError(ProviderError):
+    """The key was refused (401/403). Check it, or remove it from the pool."""
+
+
+class QuotaExhaustedError(ProviderError):
+    """The key's account is out of credit. Top it up or use another key."""
+
+
+class BadRequestError(ProviderError):
+    """The request itself was rejected; sending it again will not help."""
+
+
+class RateLimitError(ProviderError):
+    """429 Too Many Requests, still failing after the retries."""
+
+    retryable = True
+
+
+class ServerError(ProviderError):
+    """5xx or overloaded, still failing after the retries."""
+
+    retryable = True
+
+
+class StreamInterruptedError(NbllmError):
+    """The stream broke off before the provider said it was complete.
+
+    ``partial_text`` holds what arrived; nbllm never passes a cut-off answer as a complete one.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, partial_text: str = "", tokens_delivered: bool = False) -> None:
+        super().__init__(message)
+        self.partial_text = partial_text
+        self.tokens_delivered = tokens_delivered
+
+
+class RequestTimeoutError(NbllmError):
+    """A connect, idle-between-chunks or overall deadline passed."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, kind: str = "overall") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class APIConnectionError(NbllmError):
+    """The server could not be reached."""
+
+    retryable = True
+
+
+class NoKeyAvailableError(NbllmError):
+    """Every key in the pool is disabled; the reasons are in the message and in ``pool.status()``."""
+
+
+class BatchInterrupted(NbllmError):
+    """A batch stopped early (interrupt or no key left). ``results`` keeps every finished item."""
+
+    def __init__(self, message: str, *, results: Any = None) -> None:
+        super().__init__(message)
+        self.results = results

@@ -1,0 +1,187 @@
+"""Runtime state of one key, and the pure choice of which key takes the next request.
+
+Nothing here awaits or reads a clock: every method takes ``now``. The async queue around it lives in
+``_pool.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ._bucket import LeakyBucket
+from ._keys import ApiKey
+from ._ratelimits import RateLimitSnapshot
+
+__all__ = ["KeyState", "choose_key"]
+
+# While a key's limits are unknown, how many requests it may have in flight (a burst any paid tier takes).
+# It grows by one per success and halves on a 429: additive increase, multiplicative decrease, as TCP
+# does for a link of unknown capacity.
+PROBE_IN_FLIGHT = 16
+MAX_IN_FLIGHT = 1024
+BUSY_RECHECK_SECONDS = 1.0
+
+
+@dataclass(eq=False)
+class KeyState:
+    """Limits, health and counters of one key."""
+
+    key: ApiKey
+    rpm: LeakyBucket | None = None
+    tpm: LeakyBucket | None = None
+    learned_rpm: bool = False
+    learned_tpm: bool = False
+    cooldown_until: float = 0.0
+    disabled: str | None = None
+    in_flight: int = 0
+    in_flight_cap: float = PROBE_IN_FLIGHT
+    done: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.key.rpm:
+            self.rpm = LeakyBucket(self.key.rpm)
+        if self.key.tpm:
+            self.tpm = LeakyBucket(self.key.tpm)
+        if self.limits_known:
+            self.in_flight_cap = MAX_IN_FLIGHT
+
+    @property
+    def alias(self) -> str:
+        return self.key.alias
+
+    @property
+    def limits_known(self) -> bool:
+        return self.rpm is not None or self.tpm is not None
+
+    def wait_time(self, tokens: float, now: float) -> float:
+        """Seconds until this key could take a request of ``tokens`` (inf if disabled)."""
+        if self.disabled:
+            return math.inf
+        wait = max(0.0, self.cooldown_until - now)
+        if self.rpm is not None:
+            wait = max(wait, self.rpm.time_until(1, now))
+        if self.tpm is not None:
+            wait = max(wait, self.tpm.time_until(tokens, now))
+        return wait
+
+    def has_room(self) -> bool:
+        return self.in_flight < self.in_flight_cap
+
+    def load(self, now: float) -> float:
+        """How full the key is, 0..1+, used to spread requests in proportion to capacity."""
+        levels = [b.level / b.capacity for b in (self.rpm, self.tpm) if b is not None]
+        spread = self.in_flight / max(self.in_flight_cap, 1.0)
+        return max(levels) if levels else spread
+
+    def take(self, tokens: float, now: float) -> None:
+        if self.rpm is not None:
+            self.rpm.consume(1, now)
+        if self.tpm is not None:
+            self.tpm.consume(tokens, now)
+        self.in_flight += 1
+
+    def finish(self, estimated_tokens: float, used_tokens: int | None, now: float) -> None:
+        """A request ended with an answer: count it and correct the TPM estimate."""
+        self.in_flight = max(0, self.in_flight - 1)
+        self.done += 1
+        if used_tokens is not None:
+            self.tokens += used_tokens
+            if self.tpm is not None:
+                self.tpm.adjust(used_tokens - estimated_tokens, now)
+        if not self.limits_known:
+            self.in_flight_cap = min(MAX_IN_FLIGHT, self.in_flight_cap + 1)
+
+    def release(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def cool_down(self, seconds: float, now: float) -> None:
+        """A 429: stop sending on this key only, for ``seconds``."""
+        self.rate_limited += 1
+        self.cooldown_until = max(self.cooldown_until, now + seconds)
+        if not self.limits_known:
+            self.in_flight_cap = max(1.0, self.in_flight_cap / 2)
+
+    def learn(self, snapshot: RateLimitSnapshot, now: float) -> None:
+        """Take limits the user did not give from the provider's headers, and respect 'remaining'."""
+        if snapshot.limit_requests and not self.key.rpm:
+            self.rpm, self.learned_rpm = _learned(self.rpm, snapshot.limit_requests, now), True
+        if snapshot.limit_tokens and not self.key.tpm:
+            self.tpm, self.learned_tpm = _learned(self.tpm, snapshot.limit_tokens, now), True
+        if self.limits_known:
+            self.in_flight_cap = MAX_IN_FLIGHT
+        _respect_remaining(self.rpm, snapshot.remaining_requests, snapshot.reset_requests, now)
+        _respect_remaining(self.tpm, snapshot.remaining_tokens, snapshot.reset_tokens, now)
+
+    def state_text(self, now: float) -> str:
+        if self.disabled:
+            return f"disabled: {self.disabled}"
+        if self.cooldown_until > now:
+            return f"cooling down {self.cooldown_until - now:.1f}s"
+        return "ready"
+
+    def status_row(self, now: float) -> dict:
+        return {
+            "alias": self.alias,
+            "masked": self.key.masked,
+            "provider": self.key.provider or "any",
+            "state": self.state_text(now),
+            "in_flight": self.in_flight,
+            "done": self.done,
+            "failed": self.failed,
+            "rate_limited": self.rate_limited,
+            "tokens": self.tokens,
+            "rpm": self.rpm.rate_per_minute if self.rpm else None,
+            "tpm": self.tpm.rate_per_minute if self.tpm else None,
+            "learned": self.learned_rpm or self.learned_tpm,
+        }
+
+
+def _learned(bucket: LeakyBucket | None, limit: float, now: float) -> LeakyBucket:
+    if bucket is None:
+        return LeakyBucket(limit, level=0.0, last=now)
+    if bucket.rate_per_minute != limit:
+        bucket.resize(limit, now)
+    return bucket
+
+
+def _respect_remaining(bucket: LeakyBucket | None, remaining: int | None, reset: float | None, now: float) -> None:
+    if bucket is None or remaining is None:
+        return
+    if remaining <= 0 and reset:
+        bucket.block_for(reset, now)
+    else:
+        bucket.set_available(remaining, now)
+
+
+@dataclass
+class Choice:
+    state: KeyState | None
+    wait: float = math.inf
+    candidates: list[KeyState] = field(default_factory=list)
+
+
+def choose_key(states: Iterable[KeyState], wire_format: str, model: str, tokens: float, now: float) -> Choice:
+    """The live key that can take this request soonest; among keys free now, the least loaded.
+
+    ``Choice.state`` is None when no key serves this model (``candidates`` empty) or every candidate is
+    disabled (``wait`` inf). A key with no room for another in-flight request counts as busy.
+    """
+    candidates = [s for s in states if s.key.serves(wire_format, model)]
+    best: KeyState | None = None
+    best_rank = (math.inf, math.inf)
+    for state in candidates:
+        wait = state.wait_time(tokens, now)
+        if wait == math.inf:
+            continue
+        if not state.has_room():
+            # the pool is woken when one of its requests ends; this is only a safety net
+            wait = max(wait, BUSY_RECHECK_SECONDS)
+        rank = (wait, state.load(now))
+        if rank < best_rank:
+            best, best_rank = state, rank
+    return Choice(best, best_rank[0], candidates)
