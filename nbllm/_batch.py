@@ -109,7 +109,7 @@ class Batch:
     async def _call(self, i: int, spec: Any) -> Response:
         response = None
         fingerprint = self._fingerprints[i] if self._fingerprints is not None else None
-        async for item in self.llm._execute(spec, cache=False, batch=self.id, index=i, fingerprint=fingerprint):
+        async for item in self.llm._execute(spec, cache=False, batch=self.id, index=i, fingerprint=fingerprint, deliver_text=False):
             response = item
         assert isinstance(response, Response)
         return response

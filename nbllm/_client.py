@@ -70,22 +70,27 @@ class Target:
 class _Attempt:
     """State of one HTTP attempt, kept so that errors can say what was delivered."""
 
-    __slots__ = ("delivered", "first_token_at", "started", "state")
+    __slots__ = ("deliver_text", "delivered", "first_token_at", "started", "state")
 
-    def __init__(self) -> None:
+    def __init__(self, deliver_text: bool) -> None:
+        self.deliver_text = deliver_text
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
         self.state = StreamState()
         self.delivered = False
 
 
-async def run_call(spec: CallSpec, target: Target) -> AsyncIterator[str | Response]:
-    """Yield text deltas, then the Response (see module docstring)."""
+async def run_call(spec: CallSpec, target: Target, deliver_text: bool = True) -> AsyncIterator[str | Response]:
+    """Yield text deltas, then the Response (see module docstring).
+
+    With ``deliver_text=False`` only the Response is yielded: nobody sees partial text, so even a stream
+    that broke after some tokens may be retried.
+    """
     errors, rate_limits = 0, 0
     estimate = spec.estimated_prompt_tokens() + (spec.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
     while True:
         lease = await target.pool.acquire(target.wire_format, spec.model, estimate)
-        attempt = _Attempt()
+        attempt = _Attempt(deliver_text)
         try:
             async for item in _attempt_once(spec, target, lease, attempt):
                 yield item
@@ -98,6 +103,9 @@ async def run_call(spec: CallSpec, target: Target) -> AsyncIterator[str | Respon
                 raise
         except NbllmError as error:
             delay = _retry_delay(error, lease, target, attempt, errors, rate_limits)
+            if delay is None and attempt.delivered and not isinstance(error, StreamInterruptedError):
+                # text was already shown: keep it, and say why the rest is missing
+                raise _interrupted(f"the provider sent an error mid-answer ({error})", attempt) from error
             if delay is None:
                 raise
             if isinstance(error, RateLimitError):
@@ -183,8 +191,9 @@ async def _read_stream(provider: Provider, http_response: httpx2.Response, attem
         if text:
             if attempt.first_token_at is None:
                 attempt.first_token_at = time.perf_counter()
-            attempt.delivered = True
-            yield text
+            if attempt.deliver_text:
+                attempt.delivered = True
+                yield text
         if state.complete:
             return
     raise _interrupted("the stream ended before the provider said it was complete", attempt)

@@ -163,7 +163,7 @@ class LLM(BatchMixin):
 
     # ---- the one engine-side implementation of a single call --------------------------------------
     async def _execute(self, spec: CallSpec, cache: bool, batch: str | None = None, index: int | None = None,
-                       fingerprint: str | None = None) -> AsyncIterator[str | Response]:
+                       fingerprint: str | None = None, deliver_text: bool = True) -> AsyncIterator[str | Response]:
         """On the engine loop: answer from the cache, or call and record the outcome in the store."""
         target, _, _ = self._target()
         store = self.store
@@ -176,7 +176,7 @@ class LLM(BatchMixin):
                 return
         request = {"model": spec.model, "messages": spec.messages, "params": spec.extra | {"temperature": spec.temperature, "max_tokens": spec.max_tokens}}
         try:
-            async for item in run_call(spec, target):
+            async for item in run_call(spec, target, deliver_text):
                 if isinstance(item, Response) and store is not None:
                     store.record(fingerprint, request, item, batch=batch, index=index)
                 yield item
@@ -207,7 +207,7 @@ class LLM(BatchMixin):
         stream = self.streaming or wants_tokens(self.callbacks)
         if not self.callbacks:  # fast path: one crossing to the engine, no per-token hops
             spec = self._spec(prompt, stream, overrides)
-            return await _engine.run(_last(self._execute(spec, bool(cache))))
+            return await _engine.run(_last(self._execute(spec, bool(cache), deliver_text=False)))
         response = None
         async for item in self._events(prompt, stream, cache, overrides):
             response = item

@@ -41,7 +41,7 @@ class AnthropicProvider(Provider):
         body: dict[str, Any] = {
             "model": spec.model,
             "messages": messages,
-            "max_tokens": spec.max_tokens or DEFAULT_MAX_TOKENS,
+            "max_tokens": DEFAULT_MAX_TOKENS if spec.max_tokens is None else spec.max_tokens,
         }
         if system:
             body["system"] = "\n\n".join(str(s) for s in system)
