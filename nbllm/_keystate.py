@@ -6,6 +6,7 @@ Nothing here awaits or reads a clock: every method takes ``now``. The async queu
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,12 @@ __all__ = ["KeyState", "choose_key"]
 PROBE_IN_FLIGHT = 16
 MAX_IN_FLIGHT = 1024
 BUSY_RECHECK_SECONDS = 1.0
+# A 429 on a key whose limits nobody told us: guess its rate from what it accepted recently, then back off
+# multiplicatively on each further 429 and creep up on success (AIMD on the rate itself).
+RATE_WINDOW_SECONDS = 10.0
+RATE_GUESS_SHARE = 0.8
+RATE_DECREASE = 0.7
+RATE_INCREASE = 1.002
 
 
 @dataclass(eq=False)
@@ -33,6 +40,8 @@ class KeyState:
     tpm: LeakyBucket | None = None
     learned_rpm: bool = False
     learned_tpm: bool = False
+    guessed_rpm: bool = False  # rpm inferred from 429s, not told by the user or headers
+    last_decrease: float = -math.inf  # 429s of requests sent before this moment say nothing new
     cooldown_until: float = 0.0
     disabled: str | None = None
     in_flight: int = 0
@@ -41,6 +50,8 @@ class KeyState:
     failed: int = 0
     rate_limited: int = 0
     tokens: int = 0
+    # start times of recent requests, kept only while no limit is known (to guess one after a 429)
+    recent: collections.deque[float] = field(default_factory=collections.deque)
 
     def __post_init__(self) -> None:
         if self.key.rpm:
@@ -89,27 +100,46 @@ class KeyState:
         """A request ended with an answer: count it and correct the TPM estimate."""
         self.in_flight = max(0, self.in_flight - 1)
         self.done += 1
+        if self.rpm is None:  # remember what the key accepted, to guess its limit after a 429
+            self.recent.append(now)
+            while self.recent[0] < now - RATE_WINDOW_SECONDS:
+                self.recent.popleft()
         if used_tokens is not None:
             self.tokens += used_tokens
             if self.tpm is not None:
                 self.tpm.adjust(used_tokens - estimated_tokens, now)
         if not self.limits_known:
             self.in_flight_cap = min(MAX_IN_FLIGHT, self.in_flight_cap + 1)
+        elif self.guessed_rpm and self.rpm is not None:
+            self.rpm.resize(self.rpm.rate_per_minute * RATE_INCREASE, now)
 
     def release(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
 
-    def cool_down(self, seconds: float, now: float) -> None:
-        """A 429: stop sending on this key only, for ``seconds``."""
+    def cool_down(self, seconds: float, now: float, sent_at: float | None = None) -> None:
+        """A 429: stop sending on this key only, for ``seconds``; learn a rate if none is known."""
         self.rate_limited += 1
         self.cooldown_until = max(self.cooldown_until, now + seconds)
+        if sent_at is not None and sent_at < self.last_decrease:
+            return  # sent before the last correction: already accounted for
         if not self.limits_known:
-            self.in_flight_cap = max(1.0, self.in_flight_cap / 2)
+            self._guess_rate(now)
+        elif self.guessed_rpm and self.rpm is not None:
+            self.rpm.resize(max(1.0, self.rpm.rate_per_minute * RATE_DECREASE), now)
+        self.last_decrease = now
+
+    def _guess_rate(self, now: float) -> None:
+        span = max(1.0, now - self.recent[0]) if self.recent else RATE_WINDOW_SECONDS
+        per_minute = max(1.0, RATE_GUESS_SHARE * len(self.recent) / span * 60.0)
+        self.rpm = LeakyBucket(per_minute, level=0.0, last=now)
+        self.guessed_rpm, self.in_flight_cap = True, MAX_IN_FLIGHT
+        self.recent.clear()
 
     def learn(self, snapshot: RateLimitSnapshot, now: float) -> None:
         """Take limits the user did not give from the provider's headers, and respect 'remaining'."""
         if snapshot.limit_requests and not self.key.rpm:
             self.rpm, self.learned_rpm = _learned(self.rpm, snapshot.limit_requests, now), True
+            self.guessed_rpm = False
         if snapshot.limit_tokens and not self.key.tpm:
             self.tpm, self.learned_tpm = _learned(self.tpm, snapshot.limit_tokens, now), True
         if self.limits_known:
@@ -137,7 +167,7 @@ class KeyState:
             "tokens": self.tokens,
             "rpm": self.rpm.rate_per_minute if self.rpm else None,
             "tpm": self.tpm.rate_per_minute if self.tpm else None,
-            "learned": self.learned_rpm or self.learned_tpm,
+            "learned": self.learned_rpm or self.learned_tpm or self.guessed_rpm,
         }
 
 

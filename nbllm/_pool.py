@@ -38,10 +38,11 @@ class _Waiter:
 class Lease:
     """The right to send one request with one key. End it with exactly one of the report methods."""
 
-    __slots__ = ("_ended", "_pool", "state", "tokens")
+    __slots__ = ("_ended", "_pool", "granted_at", "state", "tokens")
 
-    def __init__(self, pool: KeyPool, state: KeyState, tokens: float) -> None:
+    def __init__(self, pool: KeyPool, state: KeyState, tokens: float, granted_at: float) -> None:
         self._pool, self.state, self.tokens, self._ended = pool, state, tokens, False
+        self.granted_at = granted_at
 
     @property
     def key(self) -> ApiKey:
@@ -74,7 +75,7 @@ class Lease:
             self.state.release()
             if snapshot is not None and not snapshot.is_empty:
                 self.state.learn(snapshot, now)
-            self.state.cool_down(retry_after, now)
+            self.state.cool_down(retry_after, now, self.granted_at)
 
     def key_failed(self, reason: str) -> None:
         """The key itself is unusable (revoked, no permission, out of quota): disable it."""
@@ -203,7 +204,7 @@ class KeyPool:
         if choice.wait <= 0 and choice.state.has_room():
             self._waiters.popleft()
             choice.state.take(head.tokens, now)
-            head.future.set_result(Lease(self, choice.state, head.tokens))
+            head.future.set_result(Lease(self, choice.state, head.tokens, now))
             return None
         return choice.wait
 
