@@ -12,11 +12,13 @@ import threading
 from dataclasses import dataclass
 
 from ._pool import KeyPool
+from ._store import Store, default_store_path
 
-__all__ = ["DefaultRoute", "default_model", "default_route", "reset_defaults"]
+__all__ = ["DefaultRoute", "default_model", "default_route", "reset_defaults", "shared_store"]
 
 _lock = threading.Lock()
 _route: DefaultRoute | None = None
+_store: Store | None = None
 _SIM_KEY = "sim-local-key"
 
 
@@ -69,8 +71,24 @@ def default_model(route: DefaultRoute) -> str:
     return "gpt-4o-mini"
 
 
+def shared_store() -> Store:
+    """The store every LLM without ``store=`` writes to (``NBLLM_STORE`` or the user cache folder).
+
+    Follows ``NBLLM_STORE`` if it changes while the process runs.
+    """
+    global _store
+    with _lock:
+        path = default_store_path()
+        if _store is None or _store.path != path:
+            _store = Store(path)
+        return _store
+
+
 def reset_defaults() -> None:
-    """Forget the default pool (tests, or after changing the environment)."""
-    global _route
+    """Forget the default pool and store (tests, or after changing the environment)."""
+    global _route, _store
     with _lock:
         _route = None
+        if _store is not None:
+            _store.close()
+        _store = None

@@ -21,7 +21,7 @@ from . import _engine
 from ._batch import BatchMixin
 from ._callbacks import dispatch, wants_tokens
 from ._client import Target, run_call
-from ._defaults import default_model, default_route
+from ._defaults import default_model, default_route, shared_store
 from ._exceptions import ConfigurationError
 from ._http import Timeouts
 from ._keys import ApiKey, KeySpec
@@ -32,18 +32,6 @@ from ._store import Store, request_fingerprint
 from ._types import Generation, LLMResult, MessagesInput, Response, StreamEvent, normalize_messages
 
 __all__ = ["LLM"]
-
-_default_store: Store | None = None
-_store_lock = threading.Lock()
-
-
-def _shared_store() -> Store:
-    global _default_store
-    with _store_lock:
-        if _default_store is None:
-            _default_store = Store()
-        return _default_store
-
 
 class LLM(BatchMixin):
     """A model plus settings plus the keys to call it with.
@@ -133,7 +121,7 @@ class LLM(BatchMixin):
         if setting is False:
             return None
         if setting is None or setting is True:
-            return _shared_store()
+            return shared_store()
         if isinstance(setting, Store):
             return setting
         self._store_setting = Store(setting)

@@ -1,0 +1,166 @@
+"""The key pool: pure choice and bucket math with a controlled clock, then real batches over sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+import nbllm
+from nbllm import KeyPool
+from nbllm._bucket import LeakyBucket
+from nbllm._keys import ApiKey, keys_from_env
+from nbllm._keystate import KeyState, choose_key
+from nbllm._ratelimits import RateLimitSnapshot
+
+# ---- pure: buckets -------------------------------------------------------------------------------------
+
+BUCKET_CASES = [
+    # (rate/min, burst s, consumed at t=0, ask, at t, expected wait)
+    (60, 1.0, 0, 1, 0.0, 0.0),
+    (60, 1.0, 1, 1, 0.0, 1.0),
+    (60, 1.0, 1, 1, 0.5, 0.5),
+    (60, 1.0, 1, 1, 1.0, 0.0),
+    (600, 1.0, 10, 1, 0.0, 0.1),
+    (600, 1.0, 5, 1, 0.0, 0.0),
+    (6000, 1.0, 0, 500, 0.0, 0.0),  # a request above capacity waits for an empty bucket only
+    (6000, 1.0, 100, 500, 0.0, 1.0),
+    (120, 2.0, 4, 1, 0.0, 0.5),
+]
+
+
+@pytest.mark.parametrize("rate, burst, consumed, ask, at, expected", BUCKET_CASES)
+def test_bucket_wait(rate, burst, consumed, ask, at, expected):
+    bucket = LeakyBucket(rate, burst)
+    bucket.consume(consumed, 0.0)
+    assert bucket.time_until(ask, at) == pytest.approx(expected)
+
+
+def test_bucket_adjust_resize_and_block():
+    bucket = LeakyBucket(600, 1.0)  # 10/s, capacity 10
+    bucket.consume(10, 0.0)
+    bucket.adjust(-4, 0.0)  # an estimate was 4 too high
+    assert bucket.time_until(4, 0.0) == 0.0
+    bucket.resize(1200, 0.0)  # learned a higher limit: same fraction used
+    assert bucket.level == pytest.approx(12)
+    bucket.block_for(3.0, 0.0)
+    assert bucket.time_until(1, 0.0) == pytest.approx(3.05)
+
+
+# ---- pure: which key takes the next request ---------------------------------------------------------------
+
+def states(*keys: ApiKey) -> list[KeyState]:
+    return [KeyState(k) for k in keys]
+
+
+def test_choice_prefers_the_key_free_soonest_then_the_least_loaded():
+    a, b = states(ApiKey("sk-a-123456789", "a", rpm=60), ApiKey("sk-b-123456789", "b", rpm=600))
+    assert choose_key([a, b], "openai", "m", 1, 0.0).state is a  # equal load 0: first key
+    a.take(1, 0.0)
+    assert choose_key([a, b], "openai", "m", 1, 0.0).state is b  # a is full for 1 s
+    for _ in range(10):
+        b.take(1, 0.0)
+    choice = choose_key([a, b], "openai", "m", 1, 0.0)
+    assert choice.state is b and choice.wait == pytest.approx(0.1)  # b frees up in 0.1 s, a in 1 s
+
+
+def test_choice_skips_cooling_disabled_and_foreign_keys():
+    a, b, c = states(ApiKey("sk-a-123456789", "a"), ApiKey("sk-b-123456789", "b"), ApiKey("sk-c-123456789", "c", provider="anthropic"))
+    a.cool_down(5.0, 0.0)
+    b.disabled = "key refused (HTTP 401)"
+    choice = choose_key([a, b, c], "openai", "gpt-4o-mini", 1, 1.0)
+    assert choice.state is a and choice.wait == pytest.approx(4.0)
+    assert {s.alias for s in choice.candidates} == {"a", "b"}
+    a.disabled = "out of quota"
+    none = choose_key([a, b, c], "openai", "gpt-4o-mini", 1, 1.0)
+    assert none.state is None and none.wait == math.inf
+
+
+def test_models_restrict_keys():
+    only_mini = ApiKey("sk-a-123456789", "a", models=("gpt-4o-mini",))
+    assert only_mini.serves("openai", "gpt-4o-mini") and not only_mini.serves("openai", "gpt-4o")
+
+
+def test_learning_from_headers_and_429s():
+    state = KeyState(ApiKey("sk-a-123456789", "a"))
+    state.learn(RateLimitSnapshot(limit_requests=600, remaining_requests=0, reset_requests=2.0), 0.0)
+    assert state.rpm is not None and state.rpm.rate_per_minute == 600 and state.learned_rpm
+    assert state.wait_time(1, 0.0) == pytest.approx(2.1)  # nothing left until the reset
+    unknown = KeyState(ApiKey("sk-b-123456789", "b"))
+    for t in range(20):
+        unknown.take(1, t * 0.1)
+        unknown.finish(1, 10, t * 0.1)
+    unknown.cool_down(1.0, 2.0, sent_at=1.9)
+    assert unknown.guessed_rpm and 400 < unknown.rpm.rate_per_minute < 700  # ~10/s seen, 80 % kept
+    unknown.cool_down(1.0, 2.1, sent_at=1.95)  # sent before the correction: no second cut
+    assert 400 < unknown.rpm.rate_per_minute < 700
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"API_KEY": "sk-a1234567,sk-b1234567", "BASE_URL": "http://x/v1"}, [("key-1", "openai", "http://x/v1"), ("key-2", "openai", "http://x/v1")]),
+        ({"OPENAI_API_KEY": "sk-o1234567"}, [("openai-1", "openai", None)]),
+        ({"ANTHROPIC_API_KEY": "sk-ant-1234567", "ANTHROPIC_BASE_URL": "http://a"}, [("anthropic-1", "anthropic", "http://a")]),
+        ({"API_KEY": "sk-same1234", "OPENAI_API_KEY": "sk-same1234"}, [("key-1", "openai", None)]),
+        ({}, []),
+    ],
+)
+def test_keys_from_env(env, expected):
+    assert [(k.alias, k.provider, k.base_url) for k in keys_from_env(env)] == expected
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("API_KEY=sk-envfile-1,sk-envfile-2\nBASE_URL=http://127.0.0.1:9/v1\nNBLLM_RPM=120\n")
+    monkeypatch.chdir(tmp_path)
+    pool = KeyPool.from_env()
+    assert [k.alias for k in pool.keys] == ["key-1", "key-2"] and pool.keys[0].rpm == 120
+    assert "sk-envfile-1" not in repr(pool.keys) + str(pool.status())
+
+
+def test_bad_key_settings_say_what_to_do():
+    with pytest.raises(nbllm.ConfigurationError, match="rpm must be positive"):
+        KeyPool([{"key": "sk-a-123456789", "rpm": 0}])
+    with pytest.raises(nbllm.ConfigurationError, match="aliases must be unique"):
+        KeyPool([{"key": "sk-a-123456789", "alias": "x"}, {"key": "sk-b-123456789", "alias": "x"}])
+    with pytest.raises(nbllm.ConfigurationError, match="Unknown key setting"):
+        KeyPool([{"key": "sk-a-123456789", "rpn": 5}])
+
+
+# ---- the FIFO queue, driven by a controlled clock ---------------------------------------------------------
+
+async def test_waiters_are_served_in_arrival_order_even_when_a_small_request_could_jump():
+    now = [0.0]
+    pool = KeyPool([{"key": "sk-a-123456789", "tpm": 600}], clock=lambda: now[0])  # 10 tokens/s, capacity 10
+    served: list[str] = []
+
+    async def ask(name: str, tokens: float) -> None:
+        lease = await pool.acquire("openai", "m", tokens)
+        served.append(name)
+        lease.succeeded(None)
+
+    first = asyncio.ensure_future(ask("first-10", 10))
+    await asyncio.sleep(0)
+    big = asyncio.ensure_future(ask("big-8", 8))
+    small = asyncio.ensure_future(ask("small-1", 1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert served == ["first-10"]  # the bucket is full; the clock has not moved
+    now[0] = 0.8  # 8 tokens drained: the big request fits, the small one must still wait behind it
+    pool._changed()
+    await asyncio.wait_for(big, 1)
+    assert served == ["first-10", "big-8"]
+    now[0] = 0.9
+    pool._changed()
+    await asyncio.wait_for(asyncio.gather(first, small), 1)
+    assert served == ["first-10", "big-8", "small-1"]
+
+
+async def test_a_pool_with_every_key_disabled_fails_fast():
+    pool = KeyPool([{"key": "sk-a-123456789"}])
+    pool.key_state("key-1").disabled = "key refused (HTTP 401)"
+    with pytest.raises(nbllm.NoKeyAvailableError, match="disabled"):
+        await pool.acquire("openai", "m", 1)
+    with pytest.raises(nbllm.NoKeyAvailableError, match="serves anthropic"):
+        await KeyPool([{"key": "sk-b-123456789", "provider": "openai"}]).acquire("anthropic", "claude", 1)
