@@ -227,3 +227,40 @@ def test_sigkill_mid_batch_then_rerun_sends_only_the_missing(tmp_path):
     store.close()
     assert len(resumed) == n
     assert [resumed[i] for i in range(n)] == [r.text for r in clean_results]
+
+
+def test_ten_thousand_prompts_three_keys_interrupt_and_rerun():
+    """The key-pool seed at full size: accurate per-key counts, an interrupt, and a rerun of the rest."""
+    keys = {f"sk-test-tenk-{i}-00000000{i}": KeyProfile(alias=f"key-{i}", rpm=60_000) for i in range(3)}
+    template = '请将以下表达式的计算结果返回为 JSON 格式：\n{{\n  "expression": "{q}",\n  "result": ?\n}}\n'
+    prompts = [template.format(q=f"{i % 97 + 1} + {i % 89 + 1} x {i % 13 + 1}") + f"#{i}" for i in range(10_000)]
+    with sim_with(keys, window_seconds=60.0) as sim:
+        pool = pool_for(sim, keys)
+        llm = nbllm.LLM("gpt-4o-mini", pool=pool, concurrency=64)
+
+        async def interrupted() -> int:
+            batch = llm.amap(prompts, progress="none")
+            task = asyncio.ensure_future(batch)
+            while batch.progress.done < 3_000:
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return sum(r is not None for r in llm.last_results)
+
+        kept = asyncio.run(interrupted())
+        sent_first = sim.stats()["total"]["requests"]
+        results = asyncio.run(_amap(llm, prompts))
+        sent_second = sim.stats()["total"]["requests"] - sent_first
+        stats = sim.stats()
+    assert 3_000 <= kept < 10_000
+    assert sent_second <= 10_000 - kept + 64  # only the missing (plus requests cut off in flight)
+    assert len(results) == 10_000 and all(r.ok for r in results)
+    counts = pool.counts()
+    assert sum(counts.values()) == 10_000  # the seed's cnt: every item answered exactly once, per key
+    # the server also answered the few requests that the interrupt cut off before their answer arrived
+    assert all(0 <= stats[alias]["ok"] - counts[alias] <= 64 for alias in counts)
+
+
+async def _amap(llm, prompts):
+    return await llm.amap(prompts, progress="none")

@@ -131,3 +131,25 @@ def test_random_faults_lose_nothing_in_a_batch():
         assert sim.stats()["total"]["server_errors"] > 0
     assert all(r.ok for r in results)
     assert [r.text for r in results][:3] and all(str(2 * i) in r.text for i, r in enumerate(results) if r.text.startswith("{"))
+
+
+def test_cancelling_a_stream_aborts_the_http_request_within_half_a_second():
+    with Simulator(SimConfig(ttft=0.0, tokens_per_second=20)) as sim:
+        llm = openai_llm(sim)
+
+        async def consume_then_cancel() -> float:
+            async def consume() -> None:
+                async for _ in llm.astream("Write a long essay about rivers and mountains."):
+                    pass
+
+            task = asyncio.ensure_future(consume())
+            await asyncio.sleep(0.3)
+            task.cancel()
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            while sim.stats()["total"]["client_aborts"] == 0 and loop.time() - t0 < 2:
+                await asyncio.sleep(0.01)
+            return loop.time() - t0
+
+        assert asyncio.run(consume_then_cancel()) < 0.5
+        assert sim.stats()["total"]["client_aborts"] == 1
