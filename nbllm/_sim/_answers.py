@@ -1,0 +1,195 @@
+"""Deterministic answers: arithmetic (often as JSON), greetings, verse, and plausible prose.
+
+Everything here is a pure function of the prompt text and the seed, so the same
+prompt always gets the same answer, and a test can predict it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from fractions import Fraction
+from functools import lru_cache
+
+from ._arith import evaluate, fill_template, find_expression, format_number, json_template
+from ._hashing import stable_hash
+
+__all__ = ["answer_text", "arithmetic_answer", "pick_share"]
+
+_GREETING = re.compile(r"^\s*(hi|hello|hey|howdy|greetings|good (morning|afternoon|evening))\b|how are you")
+_VERSE = re.compile(r"\b(song|poem|verse|haiku|lyrics|limerick|rhyme)s?\b")
+_TOPIC = re.compile(r"\babout ([^.?!,;:\n]{2,60})")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_AN = re.compile(r"\b([Aa]) ([aeiou])")
+
+_GREETINGS = (
+    "I'm doing well, thank you. How about you?",
+    "Hello! I'm doing great, thanks for asking. How are you today?",
+    "Hi there! All good on my side. What can I help you with?",
+    "I'm well, thanks! How is your day going?",
+    "Doing fine, thank you for asking. How can I help?",
+)
+_ADJ = (
+    "quiet", "bright", "gentle", "curious", "steady", "silver", "patient", "simple", "careful",
+    "golden", "restless", "clear", "modest", "distant", "familiar", "useful", "small", "open",
+)
+_NOUN = (
+    "river", "idea", "morning", "system", "garden", "signal", "question", "window", "method",
+    "journey", "pattern", "habit", "answer", "city", "notebook", "season", "detail", "light",
+)
+_VERB = (
+    "shape", "reveal", "follow", "change", "support", "invite", "connect", "carry",
+    "explain", "soften", "guide", "reflect", "balance", "reward", "test", "frame",
+)
+_ADV = ("slowly", "often", "quietly", "clearly", "rarely", "gently", "usually", "simply")
+_SENTENCES = (
+    "The {adj} {noun} {verb} the {adj2} {noun2}.",
+    "In practice, every {noun} {verb} a {adj} {noun2} over time.",
+    "It is worth noting that a {adj} {noun} {adv} {verb} the way we see the {noun2}.",
+    "Many people find that the {noun} {verb} more than they expect.",
+    "A {adj} approach {adv} {verb} the {noun} without losing the {noun2}.",
+    "When the {noun} is {adj}, the {noun2} {adv} follows.",
+    "This is why the {adj} {noun} matters for {topic}.",
+    "Over time, {topic} can {verb_base} the {adj} {noun2} in small ways.",
+    "One {adj} {noun} can {adv} change how a {noun2} feels.",
+    "The key point is that {topic} will {verb_base} a {adj} {noun}.",
+)
+_LINES = (
+    "Oh {topic}, so {adj} and {adj2},",
+    "you {verb_base} the {noun} of my {noun2},",
+    "a {adj} {noun} in the {adj2} light,",
+    "I hear the {noun} {verb} tonight,",
+    "{topic} will {adv} {verb_base} my day,",
+    "like a {adj} {noun} along the way,",
+    "every {noun} {verb} the {noun2},",
+    "and the {adj} {noun2} sings again.",
+)
+
+
+def pick_share(h: int, shares: tuple[float, ...]) -> int:
+    """Pick an index from ``shares`` (weights) by a hash, deterministically."""
+    total = sum(max(0.0, s) for s in shares) or 1.0
+    u = (h % 1_000_003) / 1_000_003 * total
+    acc = 0.0
+    for i, share in enumerate(shares):
+        acc += max(0.0, share)
+        if u < acc:
+            return i
+    return len(shares) - 1
+
+
+@lru_cache(maxsize=8192)
+def answer_text(prompt: str, seed: int = 0, accuracy: tuple[float, float, float] = (1.0, 0.0, 0.0)) -> str:
+    """Return the full answer (before stop strings or max_tokens) for a prompt's last user text."""
+    h = stable_hash(seed, prompt)
+    expr = find_expression(prompt)
+    if expr is not None:
+        value = evaluate(expr)
+        if value is not None:
+            return arithmetic_answer(prompt, expr, value, h, accuracy)
+    lower = prompt.lower()
+    if _GREETING.search(lower):
+        return _GREETINGS[h % len(_GREETINGS)]
+    topic = _topic(prompt)
+    if _VERSE.search(lower):
+        return _verse(topic, random.Random(h))
+    return _prose(topic, 40 + h % 121, random.Random(h))
+
+
+def arithmetic_answer(
+    prompt: str, expr: str, value: Fraction, h: int, accuracy: tuple[float, float, float]
+) -> str:
+    """Answer an arithmetic prompt: JSON when it holds a template, else a sentence.
+
+    ``accuracy`` (right, not JSON, wrong) picks by hash whether this prompt's answer
+    is correct JSON, a prose sentence that ignores the format, or off by a little.
+    """
+    kind = pick_share(h, accuracy)
+    result = format_number(value)
+    if kind == 2:
+        result = result + (1, -1, 2, -2, 10, -10)[(h >> 20) % 6]
+    template = json_template(prompt)
+    if template is None or kind == 1:
+        return _arith_prose(prompt, expr, result, h)
+    obj = fill_template(template, expr, result)
+    style = (h >> 8) % 5
+    if style == 0:
+        return "```json\n" + json.dumps(obj, ensure_ascii=False, indent=2) + "\n```"
+    if style == 1:
+        return json.dumps(obj, ensure_ascii=False)
+    return json.dumps(obj, ensure_ascii=False, indent=2)
+
+
+def _arith_prose(prompt: str, expr: str, result: int | float, h: int) -> str:
+    """Say the result in a sentence, in Chinese when the prompt is Chinese."""
+    if _CJK.search(prompt):
+        options = (f"{expr} 的计算结果是 {result}。", f"计算结果为：{expr} = {result}")
+    else:
+        options = (
+            f"{expr} = {result}.",
+            f"The result of {expr} is {result}.",
+            f"Let me work that out: {expr} equals {result}.",
+        )
+    return options[(h >> 12) % len(options)]
+
+
+def _topic(prompt: str) -> str:
+    """Return what the prompt is "about", or a neutral phrase."""
+    match = _TOPIC.search(prompt)
+    if match:
+        return " ".join(match.group(1).split()[:5])
+    return "this topic"
+
+
+def _third_person(verb: str) -> str:
+    """Return the "he/she/it" form of a regular English verb: shape -> shapes, carry -> carries."""
+    if verb.endswith("y") and verb[-2:-1] not in "aeiou":
+        return verb[:-1] + "ies"
+    if verb.endswith(("s", "sh", "ch", "x")):
+        return verb + "es"
+    return verb + "s"
+
+
+def _fill(template: str, topic: str, rng: random.Random) -> str:
+    """Fill one sentence template's slots from the word lists."""
+    verb = rng.choice(_VERB)
+    text = template.format(
+        adj=rng.choice(_ADJ),
+        adj2=rng.choice(_ADJ),
+        noun=rng.choice(_NOUN),
+        noun2=rng.choice(_NOUN),
+        verb=_third_person(verb),
+        verb_base=verb,
+        adv=rng.choice(_ADV),
+        topic=topic,
+    )
+    return _AN.sub(r"\1n \2", text)  # "a open approach" -> "an open approach"
+
+
+def _prose(topic: str, tokens: int, rng: random.Random) -> str:
+    """Build sentences until about ``tokens`` whitespace-separated words, in paragraphs."""
+    opening = f"Here is a short take on {topic}." if topic != "this topic" else "Good question."
+    sentences = [opening]
+    count = len(opening.split())
+    previous = ""
+    while count < tokens:
+        # Never the same template twice in a row, so the text reads less mechanically.
+        template = rng.choice([t for t in _SENTENCES if t != previous])
+        previous = template
+        sentence = _fill(template, topic, rng)
+        sentence = sentence[0].upper() + sentence[1:]
+        sentences.append(sentence)
+        count += len(sentence.split())
+    # A paragraph break every few sentences, so streamed text looks like a real answer.
+    paragraphs = [" ".join(sentences[i : i + 4]) for i in range(0, len(sentences), 4)]
+    return "\n\n".join(paragraphs)
+
+
+def _verse(topic: str, rng: random.Random) -> str:
+    """Build 4 to 8 short lines, a verse about ``topic``."""
+    count = rng.randint(4, 8)
+    lines = [_fill(rng.choice(_LINES), topic, rng) for _ in range(count)]
+    lines = [line[0].upper() + line[1:] for line in lines]
+    lines[-1] = lines[-1].rstrip(",") + ("." if not lines[-1].endswith(".") else "")
+    return "\n".join(lines)
