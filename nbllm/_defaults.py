@@ -34,15 +34,18 @@ class DefaultRoute:
         return self.sim_base_url + ("/v1" if wire_format == "openai" else "")
 
 
-def default_route() -> DefaultRoute:
-    """The pool shared by every ``LLM`` that was given no keys (created on first use)."""
+def default_route(simulate: bool = True) -> DefaultRoute | None:
+    """The pool shared by every ``LLM`` that was given no keys (created on first use).
+
+    Keys from the environment if there are any; else the simulator, or None with ``simulate=False``.
+    """
     global _route
     with _lock:
         if _route is None:
             pool = KeyPool.from_env()
             if len(pool):
                 _route = DefaultRoute(pool, simulated=False)
-            else:
+            elif simulate:
                 _route = _simulator_route()
         return _route
 
@@ -61,11 +64,11 @@ def _simulator_route() -> DefaultRoute:
     return DefaultRoute(pool, simulated=True, sim_base_url=simulator.base_url)
 
 
-def default_model(route: DefaultRoute) -> str:
+def default_model(route: DefaultRoute | None) -> str:
     """``NBLLM_MODEL``, else a small model of the provider the keys belong to."""
     if os.environ.get("NBLLM_MODEL"):
         return os.environ["NBLLM_MODEL"]
-    providers = {k.provider for k in route.pool.keys}
+    providers = {k.provider for k in route.pool.keys} if route else set()
     if providers == {"anthropic"}:
         return "anthropic:claude-haiku-4-5"
     return "gpt-4o-mini"

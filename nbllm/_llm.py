@@ -101,13 +101,22 @@ class LLM(BatchMixin):
     def _resolve(self) -> tuple[Target, str, str]:
         pool, route = self._explicit_pool, None
         if pool is None:
-            route = default_route()
-            pool = route.pool
-        model_string = self.model or (default_model(route) if route else "gpt-4o-mini")
+            route = default_route(simulate=False)
+            route = None if route is not None and route.simulated else route  # None: no key anywhere
+        model_string = self.model or (default_model(route) if pool is None else "gpt-4o-mini")
         wire_format, model, prefix_url = resolve_model(model_string, self.provider)
-        base_url = self.base_url or (route.base_url_for(wire_format) if route else None) or prefix_url
+        explicit_url = self.base_url or prefix_url
+        if pool is None and route is None:
+            if explicit_url:  # no key anywhere, but a server was named: a local one that needs no key
+                pool = KeyPool([ApiKey("", alias="no-key")])
+            else:
+                route = default_route()
+        if route is not None:
+            pool = route.pool
+        base_url = explicit_url or (route.base_url_for(wire_format) if route else None)
         # the cache must not confuse simulator answers with a provider's, nor one server's with another's
-        endpoint = "simulator" if route and route.simulated else (self.base_url or prefix_url or "default")
+        endpoint = "simulator" if route and route.simulated else (explicit_url or "default")
+        assert pool is not None
         target = Target(pool, wire_format, base_url, self.auth_header, self.retry, self.timeouts)
         return target, model, endpoint
 

@@ -153,3 +153,13 @@ def test_cancelling_a_stream_aborts_the_http_request_within_half_a_second():
 
         assert asyncio.run(consume_then_cancel()) < 0.5
         assert sim.stats()["total"]["client_aborts"] == 1
+
+
+def test_a_named_server_without_any_key_is_called_without_one(fast_sim, capsys):
+    llm = nbllm.LLM("gpt-4o-mini", base_url=fast_sim.base_url + "/v1", store=False)
+    assert llm.invoke("Hello, how are you?").text
+    assert llm.pool.keys[0].alias == "no-key"
+    assert "embedded simulator" not in capsys.readouterr().err
+    nbllm.LLM().invoke("Hi")  # now the simulator starts for the default route…
+    other = nbllm.LLM("gpt-4o-mini", base_url=fast_sim.base_url + "/v1", store=False)
+    assert other.pool.keys[0].alias == "no-key"  # …and a named server still gets no made-up key
