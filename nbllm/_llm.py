@@ -243,6 +243,12 @@ class LLM(BatchMixin):
             yield StreamEvent("on_llm_error", name, {"error": error}, run_id)
             raise
 
+    def panel(self, **kwargs: Any) -> Any:
+        """A PromptPanel widget that sends its prompts through this LLM (its keys, limits and store)."""
+        from ._panel import PromptPanel
+
+        return PromptPanel(llm=self, **kwargs)
+
     async def agenerate(self, prompts: Sequence[MessagesInput], **overrides: Any) -> LLMResult:
         """LangChain's ``agenerate``: all prompts concurrently, one LLMResult. Raises the first error."""
         cache = overrides.pop("cache", False)
