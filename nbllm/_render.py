@@ -80,9 +80,20 @@ def render_bundle(text: str, fmt: str, *, note: str | None = None,
     return {"text/markdown": markdown, "text/plain": plain}, {}
 
 
+_STREAMING_PRE = (
+    '<pre style="white-space: pre-wrap; word-break: normal; overflow-wrap: anywhere; '
+    'font-family: var(--jp-content-font-family, inherit); margin: 0">{}</pre>'
+)
+
+
 def streaming_bundle(text: str) -> Bundle:
-    """What is shown while tokens arrive: plain text, cheap to re-render in the browser."""
-    return {"text/plain": text or _PLACEHOLDER}
+    """What is shown while tokens arrive: escaped preformatted text, cheap to re-render in the browser.
+
+    An HTML ``<pre>`` rather than bare text/plain: JupyterLab breaks plain output mid-word
+    (``word-break: break-all``), which makes a streaming answer jump as it grows.
+    """
+    plain = text or _PLACEHOLDER
+    return {"text/html": _STREAMING_PRE.format(html.escape(plain)), "text/plain": plain}
 
 
 def extract_code(text: str) -> tuple[str, str | None]:

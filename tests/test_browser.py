@@ -263,9 +263,9 @@ def assert_streamed(record: list[dict[str, Any]], final_text: str) -> dict[str, 
     return {"states": len(states), "seconds": span, "rate": rate}
 
 
-# the %%llm cell's plain-text output while it streams ('' before it exists)
+# the %%llm cell's preformatted output while it streams ('' before it exists)
 MAGIC_OUTPUT_TEXT_JS = ("(document.querySelectorAll('.jp-Notebook .jp-Cell')[1]"
-                        ".querySelector(\".jp-OutputArea-output[data-mime-type='text/plain']\") || {innerText: ''})"
+                        ".querySelector(\".jp-OutputArea-output[data-mime-type='text/html'] pre\") || {innerText: ''})"
                         ".innerText")
 
 
@@ -295,11 +295,11 @@ def test_llm_magic_streams_into_the_cell_then_renders_markdown(page):
     wait_executed(run_cell(page, 0))
     wait_idle(page)
     cell = page.locator(".jp-Notebook .jp-Cell").nth(1)
-    record(page, 1, ".jp-OutputArea-output[data-mime-type='text/plain']", ".jp-RenderedMarkdown")
+    record(page, 1, ".jp-OutputArea-output[data-mime-type='text/html'] pre", ".jp-RenderedMarkdown")
     run_cell(page, 1)
-    streaming = cell.locator(".jp-OutputArea-output[data-mime-type='text/plain']")
+    streaming = cell.locator(".jp-OutputArea-output[data-mime-type='text/html'] pre")
     page.wait_for_function(f"() => ({MAGIC_OUTPUT_TEXT_JS}).length > 250", timeout=30_000)
-    _save(cell, "llm-magic-streaming.png")  # plain text while it streams (only for looking at)
+    _save(cell, "llm-magic-streaming.png")  # preformatted text while it streams (only for looking at)
     assert streaming.count() == 1
     rendered = cell.locator(".jp-RenderedMarkdown.jp-RenderedHTMLCommon p").first
     rendered.wait_for(timeout=30_000)

@@ -231,7 +231,9 @@ def test_display_messages_per_answer_are_bounded(kernel):
     assert duration > 1.5  # it really streamed (~2.5 s of tokens)
     assert 5 <= len(displays) <= 10 * duration + 2
     texts = [m["content"]["data"]["text/plain"] for m in displays[1:-1]]
-    assert all(set(m["content"]["data"]) == {"text/plain"} for m in displays[:-1])  # plain while streaming
+    # escaped preformatted text while streaming, Markdown only once at the end
+    assert all(set(m["content"]["data"]) == {"text/plain", "text/html"} for m in displays[:-1])
+    assert all(m["content"]["data"]["text/html"].startswith("<pre") for m in displays[:-1])
     assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
     assert displays[-1]["content"]["data"]["text/markdown"].startswith(texts[-1])
 

@@ -21,7 +21,7 @@ from nbllm import Response
 from nbllm._cellrunner import GenerationInterrupted, llm_for, run_blocking
 from nbllm._exceptions import AuthenticationError
 from nbllm._magics import ENTRY, NbllmMagics, _split_line, parse_llm_cell, rewrite_llm_cell
-from nbllm._render import LiveRenderer, error_bundle, extract_code, fence, note_for, render_bundle
+from nbllm._render import LiveRenderer, error_bundle, extract_code, fence, note_for, render_bundle, streaming_bundle
 from nbllm._sim import KeyProfile, SimConfig, Simulator
 
 GOOD_KEY = "sk-test-GOODKEY1234567890abcd"
@@ -229,7 +229,7 @@ class Recorder:
 def test_renderer_throttles_and_skips_unchanged_text():
     rec = Recorder()
     view = LiveRenderer("markdown", refresh_hz=10, sink=rec, clock=rec.clock).start()
-    assert rec.bundles == [({"text/plain": "…"}, {})]  # the answer's place, before the first token
+    assert rec.bundles == [(streaming_bundle(""), {})]  # the answer's place, before the first token
     view.append("Hel")
     assert view.refresh()
     view.append("lo")
@@ -241,8 +241,8 @@ def test_renderer_throttles_and_skips_unchanged_text():
     assert not view.refresh()  # nothing new
     view.finish()
     view.finish()  # idempotent
-    assert [d for d, _ in rec.bundles] == [{"text/plain": "…"}, {"text/plain": "Hel"}, {"text/plain": "Hello"},
-                                           {"text/markdown": "Hello", "text/plain": "Hello"}]
+    assert [d.get("text/plain") for d, _ in rec.bundles] == ["…", "Hel", "Hello", "Hello"]
+    assert "text/markdown" in rec.bundles[-1][0] and "<pre" in rec.bundles[1][0]["text/html"]
     assert view.updates == 4 and view.text == "Hello" and not view.refresh()
 
 
@@ -429,3 +429,9 @@ def test_run_blocking_cancels_the_engine_task_on_keyboard_interrupt():
         run_blocking(slow())
     assert cleaned.is_set()  # the final display update (here: the finally) ran before the cell ended
     assert run_blocking(asyncio.sleep(0, result=7)) == 7
+
+
+def test_streaming_text_is_escaped_and_wraps_at_word_boundaries():
+    bundle = streaming_bundle("<b>x</b> & more")
+    assert bundle["text/plain"] == "<b>x</b> & more"
+    assert "&lt;b&gt;x&lt;/b&gt; &amp; more" in bundle["text/html"] and "word-break: normal" in bundle["text/html"]
