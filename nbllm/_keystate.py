@@ -43,6 +43,8 @@ class KeyState:
     guessed_rpm: bool = False  # rpm inferred from 429s, not told by the user or headers
     last_decrease: float = -math.inf  # 429s of requests sent before this moment say nothing new
     cooldown_until: float = 0.0
+    # capacity used elsewhere (other processes sharing the key through Redis, see ``_shared.py``)
+    busy_until: float = 0.0
     disabled: str | None = None
     in_flight: int = 0
     in_flight_cap: float = PROBE_IN_FLIGHT
@@ -73,7 +75,7 @@ class KeyState:
         """Seconds until this key could take a request of ``tokens`` (inf if disabled)."""
         if self.disabled:
             return math.inf
-        wait = max(0.0, self.cooldown_until - now)
+        wait = max(0.0, self.cooldown_until - now, self.busy_until - now)
         if self.rpm is not None:
             wait = max(wait, self.rpm.time_until(1, now))
         if self.tpm is not None:

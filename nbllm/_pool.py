@@ -8,6 +8,10 @@ Requests wait in arrival order. The head of the queue goes to the live key that 
 (``_keystate.choose_key``), so faster or larger keys get proportionally more work and a slow or
 rate-limited key never sets the pace, as round robin would. A 429 cools down that key only; 401/403 or
 an exhausted quota disables it with the reason shown.
+
+``KeyPool(keys, shared="redis://host:6379/0")`` (or ``NBLLM_SHARED_POOL`` for ``from_env`` and the
+default pool) shares every key's limits, cooldowns and refusals with all processes using the same Redis
+(``_shared.py``); without it nothing here touches Redis or pays for it.
 """
 
 from __future__ import annotations
@@ -18,13 +22,19 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._exceptions import ConfigurationError, NoKeyAvailableError
-from ._keys import ApiKey, KeySpec, keys_from_env, to_api_key
+from ._keys import ApiKey, KeySpec, _load_env, keys_from_env, to_api_key
 from ._keystate import KeyState, choose_key
 from ._ratelimits import RateLimitSnapshot
 
+if TYPE_CHECKING:
+    from ._shared import SharedLimits
+
 __all__ = ["KeyPool", "Lease"]
+
+DEFAULT_NAMESPACE = "nbllm:pool:"  # same as _shared_scripts (not imported: redis stays optional)
 
 
 @dataclass
@@ -68,6 +78,8 @@ class Lease:
             self.state.finish(self.tokens, used_tokens, now)
             if snapshot is not None and not snapshot.is_empty:
                 self.state.learn(snapshot, now)
+            if self._pool._shared is not None:
+                self._pool._shared.succeeded(self.state, self.tokens, used_tokens)
 
     def rate_limited(self, retry_after: float, snapshot: RateLimitSnapshot | None = None) -> None:
         if self._end():
@@ -76,6 +88,8 @@ class Lease:
             if snapshot is not None and not snapshot.is_empty:
                 self.state.learn(snapshot, now)
             self.state.cool_down(retry_after, now, self.granted_at)
+            if self._pool._shared is not None:
+                self._pool._shared.rate_limited(self.state, retry_after)
 
     def key_failed(self, reason: str) -> None:
         """The key itself is unusable (revoked, no permission, out of quota): disable it."""
@@ -83,6 +97,8 @@ class Lease:
             self.state.release()
             self.state.failed += 1
             self.state.disabled = reason
+            if self._pool._shared is not None:
+                self._pool._shared.key_failed(self.state, reason)
 
     def released(self, failed: bool = False) -> None:
         """The request ended without telling anything about the key (cancelled, network error…)."""
@@ -92,9 +108,14 @@ class Lease:
 
 
 class KeyPool:
-    """A set of keys with limits and health, shared by every call that uses it (see module docs)."""
+    """A set of keys with limits and health, shared by every call that uses it (see module docs).
 
-    def __init__(self, keys: Iterable[KeySpec] = (), *, clock: Callable[[], float] = time.monotonic) -> None:
+    ``shared``: a Redis URL to share limits and key health with other processes; ``namespace``: the
+    prefix of every Redis key the pool writes (pools with different namespaces share nothing).
+    """
+
+    def __init__(self, keys: Iterable[KeySpec] = (), *, clock: Callable[[], float] = time.monotonic,
+                 shared: str | None = None, namespace: str = DEFAULT_NAMESPACE) -> None:
         api_keys = [to_api_key(spec, f"key-{i}") for i, spec in enumerate(keys, 1)]
         aliases = [k.alias for k in api_keys]
         if len(set(aliases)) != len(aliases):
@@ -106,18 +127,41 @@ class KeyPool:
         self._wakeup: asyncio.Event | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self.simulated = False
+        self._shared: SharedLimits | None = None
+        if shared:
+            from ._shared import SharedLimits
+
+            self._shared = SharedLimits(shared, self._states, namespace=namespace, clock=clock)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, *, dotenv: bool = True) -> KeyPool:
-        """Keys from the environment and ``.env`` (see ``nbllm._keys``); may be empty."""
-        return cls(keys_from_env(env, dotenv=dotenv))
+    def from_env(cls, env: dict[str, str] | None = None, *, dotenv: bool = True, shared: str | None = None) -> KeyPool:
+        """Keys from the environment and ``.env`` (see ``nbllm._keys``); may be empty.
+
+        ``NBLLM_SHARED_POOL`` (a Redis URL) shares the pool across processes unless ``shared`` is given;
+        ``NBLLM_SHARED_NAMESPACE`` changes the prefix of its Redis keys.
+        """
+        merged = _load_env(dotenv) if env is None else dict(env)
+        shared = shared or merged.get("NBLLM_SHARED_POOL") or None
+        namespace = merged.get("NBLLM_SHARED_NAMESPACE") or DEFAULT_NAMESPACE
+        return cls(keys_from_env(merged, dotenv=False), shared=shared, namespace=namespace)
+
+    @property
+    def shared(self) -> SharedLimits | None:
+        """The Redis side of a shared pool (``.connected``, ``.processes``), or None for a local pool."""
+        return self._shared
+
+    async def aclose(self) -> None:
+        """Close a shared pool's Redis connections (done at exit for pools on nbllm's engine loop)."""
+        if self._shared is not None:
+            await self._shared.aclose()
 
     def __len__(self) -> int:
         return len(self._states)
 
     def __repr__(self) -> str:
         live = sum(1 for s in self._states if not s.disabled)
-        return f"<KeyPool {len(self._states)} keys ({live} live), {len(self._waiters)} waiting>"
+        shared = f", shared via {self._shared!r}" if self._shared is not None else ""
+        return f"<KeyPool {len(self._states)} keys ({live} live), {len(self._waiters)} waiting{shared}>"
 
     @property
     def keys(self) -> list[ApiKey]:
@@ -178,9 +222,11 @@ class KeyPool:
 
     async def _dispatch(self) -> None:
         assert self._wakeup is not None
+        if self._shared is not None:
+            await self._shared.ready()
         while self._waiters:
             self._wakeup.clear()
-            wait = self._serve_head()
+            wait = self._serve_head() if self._shared is None else await self._serve_head_shared()
             if wait is None:
                 continue
             try:
@@ -191,22 +237,49 @@ class KeyPool:
 
     def _serve_head(self) -> float | None:
         """Grant or fail the head waiter; return how long to sleep, or None to look again at once."""
+        now = self.clock()
+        picked = self._pick_head(now)
+        if isinstance(picked, KeyState):
+            self._grant(picked, now)
+            return None
+        return picked
+
+    async def _serve_head_shared(self) -> float | None:
+        """``_serve_head`` for a shared pool: the key chosen locally must also get capacity in Redis."""
+        assert self._shared is not None
+        picked = self._pick_head(self.clock())
+        if not isinstance(picked, KeyState):
+            return picked
+        head = self._waiters[0]
+        verdict = await self._shared.take(picked, head.tokens)
+        if verdict.disabled:
+            picked.disabled = verdict.disabled  # refused in another process: never send it here
+        elif verdict.wait > 0:
+            picked.busy_until = self.clock() + verdict.wait  # other processes use it: choose again
+        elif not head.future.done():  # (if cancelled meanwhile, the capacity taken just goes unused)
+            self._grant(picked, self.clock())
+        return None
+
+    def _pick_head(self, now: float) -> KeyState | float | None:
+        """The key free now for the head waiter; else how long to sleep, or None to look again at once
+        (the head was cancelled, or failed because no key can ever serve it)."""
         head = self._waiters[0]
         if head.future.done():  # cancelled while waiting
             self._waiters.popleft()
             return None
-        now = self.clock()
         choice = choose_key(self._states, head.wire_format, head.model, head.tokens, now)
         if choice.state is None:
             self._waiters.popleft()
             head.future.set_exception(self._no_key_error(head, choice.candidates))
             return None
         if choice.wait <= 0 and choice.state.has_room():
-            self._waiters.popleft()
-            choice.state.take(head.tokens, now)
-            head.future.set_result(Lease(self, choice.state, head.tokens, now))
-            return None
+            return choice.state
         return choice.wait
+
+    def _grant(self, state: KeyState, now: float) -> None:
+        head = self._waiters.popleft()
+        state.take(head.tokens, now)
+        head.future.set_result(Lease(self, state, head.tokens, now))
 
     def _no_key_error(self, head: _Waiter, candidates: Sequence[KeyState]) -> NoKeyAvailableError:
         if not candidates:

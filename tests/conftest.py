@@ -11,7 +11,8 @@ from nbllm._defaults import reset_defaults
 from nbllm._sim import KeyProfile, SimConfig, Simulator
 
 KEY_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "API_KEY", "BASE_URL", "OPENAI_BASE_URL",
-            "ANTHROPIC_BASE_URL", "NBLLM_MODEL", "NBLLM_RPM", "NBLLM_TPM")
+            "ANTHROPIC_BASE_URL", "NBLLM_MODEL", "NBLLM_RPM", "NBLLM_TPM", "NBLLM_SHARED_POOL",
+            "NBLLM_SHARED_NAMESPACE")
 
 
 @pytest.fixture(autouse=True)
