@@ -1,0 +1,185 @@
+"""The tutorial notebooks: committed executed and clean, and each one rerun end to end in a real kernel.
+
+The rerun uses the same executor as ``make notebooks`` (``notebooks/execute.py``: a temporary copy, no key
+variables, a temporary store), with ``NBLLM_TUTORIAL_N=1000`` so notebook 03 sends 1 000 prompts instead of
+10 000. The four notebooks run in parallel (each in its own kernel); each test then checks the numbers its
+notebook reproduces, read from the JSON line that the notebook's last cell prints.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `notebooks` is a folder of the checkout, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from notebooks.build import SOURCES, sources_match  # noqa: E402
+from notebooks.execute import execute_notebook, find_secrets  # noqa: E402
+
+NOTEBOOKS = [ROOT / "notebooks" / name for name in SOURCES]
+TEST_N = 1000
+
+
+def _code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _texts(cell: nbformat.NotebookNode) -> list[str]:
+    """Every text an output of ``cell`` carries: streams, and the text/plain of results and displays."""
+    texts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            texts.append(out["text"])
+        elif "data" in out:
+            texts.append(str(out["data"].get("text/plain", "")))
+    return texts
+
+
+def _summary(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    """The JSON line the notebook's last code cell prints."""
+    last = _code_cells(nb)[-1]
+    lines = "".join(_texts(last)).strip().splitlines()
+    return json.loads(lines[-1])
+
+
+def _errors(nb: nbformat.NotebookNode) -> list[str]:
+    return [f"{out.get('ename')}: {out.get('evalue')}" for cell in _code_cells(nb)
+            for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+
+
+# ---- the committed notebooks (no kernel) -----------------------------------------------------------------
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_executed_clean_and_built(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert sources_match(path), f"{path.name} differs from notebooks/build.py's sources: run make notebooks"
+    cells = _code_cells(nb)
+    missing = [cell.id for cell in cells if not isinstance(cell.get("execution_count"), int)]
+    assert not missing, f"{path.name}: cells never executed: {missing}"
+    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), "executed in one run, in order"
+    assert not _errors(nb)
+    text = path.read_text(encoding="utf-8")
+    assert not find_secrets(text), f"{path.name} contains key-like strings"
+    assert len(text.encode()) < 1_500_000
+    assert _summary(nb)["simulated"] is True, "the committed outputs come from a simulator run"
+
+
+def test_committed_arithmetic_notebook_ran_the_full_10000() -> None:
+    nb = nbformat.read(ROOT / "notebooks" / "03_key_pool_arithmetic.ipynb", as_version=4)
+    summary = _summary(nb)
+    assert summary["N"] == 10_000
+    assert summary["right"] + summary["except_cnt"] + summary["not_equal"] == 10_000
+
+
+def test_find_secrets_spots_keys_but_not_masked_ones() -> None:
+    assert find_secrets("key sk-…abcd and sk-…wxyz (masked)") == []
+    assert find_secrets("API_KEY=sk-sim-0123456789abcdef0123456789abcdef")
+    assert find_secrets("Bearer sk-proj-AbCdEfGhIjKlMnOpQrStUv")
+    assert find_secrets("sim-local-key")
+
+
+# ---- each notebook rerun in a kernel -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory) -> dict[str, Any]:
+    """name -> the executed notebook, or the exception its run raised."""
+    def run(path: Path) -> Any:
+        try:
+            return execute_notebook(path, tmp_path_factory.mktemp(path.stem), env={"NBLLM_TUTORIAL_N": str(TEST_N)},
+                                    timeout=300)
+        except Exception as error:  # noqa: BLE001 - reported by the test of that notebook
+            return error
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(NOTEBOOKS)) as pool:
+        runs = {path.stem[:2]: pool.submit(run, path) for path in NOTEBOOKS}
+        return {name: future.result() for name, future in runs.items()}
+
+
+def _notebook(executed: dict[str, Any], name: str) -> nbformat.NotebookNode:
+    nb = executed[name]
+    if isinstance(nb, BaseException):
+        raise nb
+    assert not _errors(nb)
+    assert not find_secrets(nbformat.writes(nb))
+    assert _summary(nb)["simulated"] is True
+    return nb
+
+
+@pytest.mark.kernel
+def test_01_concurrency_speedup(executed) -> None:
+    summary = _summary(_notebook(executed, "01"))
+    assert summary["speedup_10"] >= 5, summary  # the seed: 5.77 s / 1.39 s = 4.2x against a real provider
+    assert summary["concurrent_10"] < summary["serial_10"] / 5
+    assert summary["one_call_10"] < summary["serial_10"] / 5
+    assert summary["speedup_100"] >= 20, summary
+    # a 1 200 rpm key takes at least ~4 s for 100 calls however concurrent (one-second burst of 20)
+    assert summary["limited_100"] >= 3.5, summary
+
+
+@pytest.mark.kernel
+def test_02_streaming_outputs(executed) -> None:
+    nb = _notebook(executed, "02")
+    texts = "\n".join(t for cell in _code_cells(nb) for t in _texts(cell))
+    assert "LLMResult(generations=[[Generation(text=" in texts
+    assert "'token_usage': {'prompt_tokens': " in texts
+    assert "|" in texts and "StreamEvent(event='on_llm_start'" in texts and "...Truncated" in texts
+    summary = _summary(nb)
+    assert summary["generate_token_usage"]["total_tokens"] > 0  # the seed's streaming LLMResult had {}
+    assert summary["stream_usage"]["completion_tokens"] > 0
+    assert summary["events"]["on_llm_start"] == 1 and summary["events"]["on_llm_end"] == 1
+    assert summary["events"]["on_llm_stream"] > 1
+    magic = next(cell for cell in _code_cells(nb) if cell.source.startswith("%%llm"))
+    markdown = [out["data"]["text/markdown"] for out in magic.outputs if "text/markdown" in out.get("data", {})]
+    assert markdown and "sparkling water" in markdown[-1].lower()
+    assert summary["verse_tokens"] > 1
+
+
+@pytest.mark.kernel
+def test_03_key_pool_arithmetic(executed) -> None:
+    summary = _summary(_notebook(executed, "03"))
+    n = summary["N"]
+    assert n == TEST_N
+    # the seed's three counters cover every question, and the simulator's default accuracy is 97 %
+    assert summary["right"] + summary["except_cnt"] + summary["not_equal"] == n
+    assert summary["right"] / n >= 0.9 and summary["failed"] == 0
+    # interrupted part way, then the rerun sent only what the store did not have
+    assert 0 < summary["partial"] < n
+    assert summary["from_store"] >= summary["partial"]
+    assert summary["sent"] == n - summary["from_store"]
+    assert summary["server_requests_resumed"] - summary["server_429_resumed"] == summary["sent"]
+    # the per-key counts add up, and agree with the key each answer came from
+    assert sum(summary["sent_per_key"].values()) == summary["sent"]
+    assert {k: v for k, v in summary["sent_per_key"].items() if v} == summary["results_per_key"]
+    assert sum(summary["per_key"].values()) >= n
+    per_key = summary["sent_per_key"]
+    assert per_key["key-1"] > per_key["key-2"] > per_key["key-3"] > 0  # in proportion to 6000/3000/1200 rpm
+    # the seed's script: round robin, and a revoked key loses its batch while nbllm finishes
+    assert summary["seed_cnt"] == [30, 30, 30]
+    assert summary["revoked_seed_kept"] == 0 and summary["revoked_nbllm_kept"] == 90
+    assert summary["nbllm_seconds_90"] < summary["seed_seconds"]
+
+
+@pytest.mark.kernel
+def test_04_magics_and_panel(executed) -> None:
+    nb = _notebook(executed, "04")
+    cells = _code_cells(nb)
+    magic_cells = [cell for cell in cells if cell.source.startswith("%%llm")]
+    rendered = [cell for cell in magic_cells
+                if any("text/markdown" in out.get("data", {}) for out in cell.outputs)]
+    assert len(rendered) >= 5
+    json_cell = next(cell for cell in magic_cells if " -f json" in cell.source.splitlines()[0])
+    assert any("application/json" in out.get("data", {}) for out in json_cell.outputs)
+    summary = _summary(nb)
+    assert summary["short_finish_reason"] == "length"
+    assert summary["arithmetic"] == {"expression": "37 + 12 x 5", "result": 97}
+    assert "42" in summary["line_answer"]
+    assert summary["panel_messages"] == 4 and summary["panel_answer"]
+    status = next(cell for cell in cells if cell.source.strip() == "%llm status")
+    assert any("text/html" in out.get("data", {}) for out in status.outputs)
