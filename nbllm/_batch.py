@@ -59,10 +59,20 @@ class Batch:
         workers = [asyncio.create_task(self._worker(todo, specs, emit)) for _ in range(min(self.concurrency, len(pending)) or 0)]
         try:
             await asyncio.gather(*workers)
+        except asyncio.CancelledError:
+            await _settle(workers)  # count only once nothing can finish any more
+            self._report_interrupt()
+            raise
         finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await _settle(workers)
+
+    def _report_interrupt(self) -> None:
+        done = sum(r is not None for r in self.results)
+        print(
+            f"nbllm: batch interrupted: {done}/{len(self.results)} finished and kept in llm.last_results and the "
+            f"store; rerun the same call to send only the {len(self.results) - done} missing.",
+            file=sys.stderr,
+        )
 
     _fingerprints: list[str] | None = None
 
@@ -204,17 +214,17 @@ class Batch:
                 f"(error.results, llm.last_results, and the store); rerun the same call to send only the {missing} missing.",
                 results=self.results,
             )
-        if isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
-            print(
-                f"nbllm: batch interrupted: {done}/{len(self.results)} finished and kept in llm.last_results and the "
-                f"store; rerun the same call to send only the {missing} missing.",
-                file=sys.stderr,
-            )
-        return error
+        return error  # an interrupt stays an interrupt; the engine side reports what was kept
 
     def _complete(self) -> list[Response | Failure]:
         self.llm.last_results = self.results
         return self.results  # type: ignore[return-value]
+
+
+async def _settle(workers: list[asyncio.Task[None]]) -> None:
+    for worker in workers:
+        worker.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
 
 
 class BatchMixin:

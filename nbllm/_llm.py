@@ -250,8 +250,17 @@ class LLM(BatchMixin):
         return PromptPanel(llm=self, **kwargs)
 
     async def agenerate(self, prompts: Sequence[MessagesInput], **overrides: Any) -> LLMResult:
-        """LangChain's ``agenerate``: all prompts concurrently, one LLMResult. Raises the first error."""
+        """LangChain's ``agenerate``: all prompts concurrently, one LLMResult. Raises the first error.
+
+        With callbacks, each prompt streams through them (``on_llm_new_token`` sees every token), as
+        LangChain does with ``streaming=True``; otherwise the prompts run as one batch.
+        """
         cache = overrides.pop("cache", False)
+        if self.callbacks:
+            import asyncio
+
+            responses = await asyncio.gather(*(self.ainvoke(p, cache=cache, **dict(overrides)) for p in prompts))
+            return _as_result(responses, self._target()[1])
         results = await self.amap(list(prompts), cache=cache, progress="none", **overrides)
         for result in results:
             if not result.ok:

@@ -163,3 +163,26 @@ def test_a_named_server_without_any_key_is_called_without_one(fast_sim, capsys):
     nbllm.LLM().invoke("Hi")  # now the simulator starts for the default route…
     other = nbllm.LLM("gpt-4o-mini", base_url=fast_sim.base_url + "/v1", store=False)
     assert other.pool.keys[0].alias == "no-key"  # …and a named server still gets no made-up key
+
+
+class _Collect(nbllm.BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.events: list[str] = []
+
+    def on_llm_start(self, serialized, prompts, **kwargs):
+        self.events.append("start")
+
+    def on_llm_new_token(self, token, **kwargs):
+        self.tokens.append(token)
+
+    async def on_llm_end(self, response, **kwargs):  # async handlers are awaited
+        self.events.append("end")
+
+
+def test_generate_streams_through_token_callbacks(streaming_sim):
+    handler = _Collect()
+    llm = openai_llm(streaming_sim, callbacks=[handler])
+    result = llm.generate(["Tell me a joke."])
+    assert len(handler.tokens) > 3 and "".join(handler.tokens) == result.generations[0][0].text
+    assert handler.events == ["start", "end"] and result.llm_output["token_usage"]["total_tokens"] > 0
