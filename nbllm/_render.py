@@ -74,10 +74,29 @@ def render_bundle(text: str, fmt: str, *, note: str | None = None,
         code, found = extract_code(text)
         markdown = fence(code, "json" if fmt == "json" else (language or found or "python"))
     else:
-        markdown = text
+        markdown = hard_line_breaks(text)
     if note:
         markdown += f"\n\n*[{note}]*"
     return {"text/markdown": markdown, "text/plain": plain}, {}
+
+
+def hard_line_breaks(text: str) -> str:
+    """Keep the model's single line breaks (verse, addresses) when Markdown would join the lines.
+
+    Chat interfaces show a model's newlines as written; Markdown turns a lone newline into a space. Two
+    trailing spaces make it a hard break; fenced code blocks are left alone.
+    """
+    out: list[str] = []
+    in_fence = False
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if not in_fence and line.strip() and following.strip() and not line.endswith(("  ", "\\")):
+            line += "  "
+        out.append(line)
+    return "\n".join(out)
 
 
 _STREAMING_PRE = (

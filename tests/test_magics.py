@@ -435,3 +435,20 @@ def test_streaming_text_is_escaped_and_wraps_at_word_boundaries():
     bundle = streaming_bundle("<b>x</b> & more")
     assert bundle["text/plain"] == "<b>x</b> & more"
     assert "&lt;b&gt;x&lt;/b&gt; &amp; more" in bundle["text/html"] and "word-break: normal" in bundle["text/html"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a\nb", "a  \nb"),
+        ("a\n\nb", "a\n\nb"),
+        ("a  \nb", "a  \nb"),
+        ("```\nx = 1\ny = 2\n```\nafter", "```\nx = 1\ny = 2\n```  \nafter"),
+        ("- one\n- two", "- one  \n- two"),
+        ("single line", "single line"),
+    ],
+)
+def test_hard_line_breaks(text, expected):
+    from nbllm._render import hard_line_breaks
+
+    assert hard_line_breaks(text) == expected
