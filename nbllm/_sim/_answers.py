@@ -21,7 +21,7 @@ _GREETING = re.compile(r"^\s*(hi|hello|hey|howdy|greetings|good (morning|afterno
 _VERSE = re.compile(r"\b(song|poem|verse|haiku|lyrics|limerick|rhyme)s?\b")
 _TOPIC = re.compile(r"\babout ([^.?!,;:\n]{2,60})")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_AN = re.compile(r"\b([Aa]) ([aeiou])")
+_AN = re.compile(r"\b([Aa]) ([aeio]|u(?!se|ni))")  # "an open", but "a useful", "a unique"
 
 _GREETINGS = (
     "I'm doing well, thank you. How about you?",
@@ -91,10 +91,44 @@ def answer_text(prompt: str, seed: int = 0, accuracy: tuple[float, float, float]
     lower = prompt.lower()
     if _GREETING.search(lower):
         return _GREETINGS[h % len(_GREETINGS)]
+    special = _special(lower, h)
+    if special is not None:
+        return special
     topic = _topic(prompt)
     if _VERSE.search(lower):
         return _verse(topic, random.Random(h))
     return _prose(topic, 40 + h % 121, random.Random(h))
+
+
+_CODE = re.compile(r"\b(code|python|function|script|snippet)\b")
+_HTML = re.compile(r"\bhtml\b")
+_JOKE = re.compile(r"\bjoke\b")
+_CODE_ANSWER = (
+    "Here is a small, tested way to do it:\n\n```python\ndef mean(values: list[float]) -> float:\n"
+    '    """The arithmetic mean; raises ValueError on an empty list."""\n    if not values:\n'
+    '        raise ValueError("mean() of an empty list")\n    return sum(values) / len(values)\n\n\n'
+    "print(mean([1.0, 2.0, 4.5]))\n```\n\nIt runs in O(n) time and O(1) extra memory."
+)
+_HTML_ANSWER = (
+    '<div style="font-family: sans-serif">\n  <h3>Summary</h3>\n  <ul>\n    <li><b>Fast</b>: answers stream as they are '
+    "written</li>\n    <li><b>Safe</b>: no finished answer is lost</li>\n  </ul>\n</div>"
+)
+_JOKES = (
+    "Q: What did the fish say when it hit the wall?\nA: Dam!",
+    "Why do programmers prefer dark mode? Because light attracts bugs.",
+    "I told my computer I needed a break, and it said: no problem, I'll go to sleep.",
+)
+
+
+def _special(lower: str, h: int) -> str | None:
+    """Answers shaped by what the prompt asks for: code, HTML, a joke."""
+    if _CODE.search(lower):
+        return _CODE_ANSWER
+    if _HTML.search(lower):
+        return _HTML_ANSWER
+    if _JOKE.search(lower):
+        return _JOKES[h % len(_JOKES)]
+    return None
 
 
 def arithmetic_answer(
