@@ -121,9 +121,11 @@ async def _work(config: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _warm_up(pool: Any, base_url: str) -> None:
-    from nbllm._http import get_http_client
+    from nbllm._http import Timeouts, get_transport
 
-    await get_http_client().get(base_url.removesuffix("/v1") + "/health")
+    # open a pooled connection first (a POST the simulator refuses without a key costs nothing)
+    async with get_transport().post(base_url + "/chat/completions", {}, {}, Timeouts()) as response:
+        await response.aread()
     if pool.shared is not None:
         await pool.shared.ready()
 

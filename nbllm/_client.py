@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import httpx2
-
 from ._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -29,7 +27,9 @@ from ._exceptions import (
     RequestTimeoutError,
     StreamInterruptedError,
 )
-from ._http import Timeouts, get_http_client
+from httpx2 import SSEError
+
+from ._http import HttpResponse, Timeouts, TransportBroken, TransportTimeout, get_transport
 from ._pool import KeyPool, Lease
 from ._providers import CallSpec, Provider, StreamState, make_provider
 from ._ratelimits import parse_rate_limit_headers
@@ -144,46 +144,54 @@ def _disable_reason(error: ProviderError) -> str:
 async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _Attempt) -> AsyncIterator[str | Response]:
     provider = target.provider_for(lease)
     request = provider.build_request(spec, lease.key.value)
-    client = get_http_client()
     try:
         async with asyncio.timeout(target.timeouts.total):
-            async with client.stream(
-                "POST", request.url, json=request.body, headers=request.headers, timeout=target.timeouts.for_httpx()
-            ) as http_response:
+            async with get_transport().post(request.url, request.headers, request.body, target.timeouts) as http_response:
                 snapshot = parse_rate_limit_headers(http_response.headers, datetime.now(timezone.utc))
-                if http_response.status_code != 200:
+                if http_response.status != 200:
                     raise await _status_error(provider, http_response, lease, snapshot)
-                if spec.stream:
+                if spec.stream and _is_event_stream(http_response):
                     async for text in _read_stream(provider, http_response, attempt):
                         yield text
-                else:
+                else:  # a non-stream call, or a compatible server that ignored stream=true
                     await _read_json(provider, http_response, attempt)
     except TimeoutError:
         raise RequestTimeoutError(
             f"No complete answer within {target.timeouts.total:g}s (overall deadline); raise timeouts.total.",
             kind="overall",
         ) from None
-    except httpx2.TimeoutException as error:
+    except TransportTimeout as error:
         raise _timeout_error(error, target.timeouts) from None
-    except httpx2.TransportError as error:
+    except TransportBroken as error:
         raise _transport_error(error, attempt) from None
     lease.succeeded(attempt.state.usage.total_tokens or None, snapshot)
     yield _response(attempt, spec, lease, provider)
 
 
-async def _status_error(provider: Provider, http_response: httpx2.Response, lease: Lease, snapshot) -> ProviderError:
+def _is_event_stream(http_response: HttpResponse) -> bool:
+    return http_response.headers.get("content-type", "").partition(";")[0].strip().lower() == "text/event-stream"
+
+
+async def _status_error(provider: Provider, http_response: HttpResponse, lease: Lease, snapshot) -> ProviderError:
     body = (await http_response.aread()).decode("utf-8", "replace")
     retry_after = parse_retry_after(http_response.headers, time.time())
-    error = provider.error_from_response(http_response.status_code, body, retry_after)
+    error = provider.error_from_response(http_response.status, body, retry_after)
     error.key_alias = lease.alias
     if not snapshot.is_empty:
         lease.state.learn(snapshot, lease._pool.clock())
     return error
 
 
-async def _read_stream(provider: Provider, http_response: httpx2.Response, attempt: _Attempt) -> AsyncIterator[str]:
+async def _read_stream(provider: Provider, http_response: HttpResponse, attempt: _Attempt) -> AsyncIterator[str]:
     state = attempt.state
-    async for event in aiter_sse(http_response):
+    events = aiter_sse(http_response)
+    while True:
+        try:
+            event = await anext(events)
+        except StopAsyncIteration:
+            break
+        except SSEError as error:  # an event over the size cap: a broken or hostile stream
+            raise _interrupted(str(error), attempt) from None
         try:
             text = provider.feed_event(state, event.event, event.data)
         except ValueError:  # malformed JSON in an event: the stream can no longer be trusted
@@ -199,7 +207,7 @@ async def _read_stream(provider: Provider, http_response: httpx2.Response, attem
     raise _interrupted("the stream ended before the provider said it was complete", attempt)
 
 
-async def _read_json(provider: Provider, http_response: httpx2.Response, attempt: _Attempt) -> None:
+async def _read_json(provider: Provider, http_response: HttpResponse, attempt: _Attempt) -> None:
     raw = await http_response.aread()
     try:
         completion = provider.parse_completion(json.loads(raw))
@@ -221,8 +229,8 @@ def _interrupted(why: str, attempt: _Attempt) -> StreamInterruptedError:
     )
 
 
-def _timeout_error(error: httpx2.TimeoutException, timeouts: Timeouts) -> RequestTimeoutError:
-    if isinstance(error, httpx2.ConnectTimeout):
+def _timeout_error(error: TransportTimeout, timeouts: Timeouts) -> RequestTimeoutError:
+    if error.kind == "connect":
         return RequestTimeoutError(f"Could not connect within {timeouts.connect:g}s; check base_url and the network.", kind="connect")
     return RequestTimeoutError(
         f"No data for {timeouts.idle:g}s while waiting for the answer (idle timeout); raise timeouts.idle for slow models.",
@@ -230,11 +238,11 @@ def _timeout_error(error: httpx2.TimeoutException, timeouts: Timeouts) -> Reques
     )
 
 
-def _transport_error(error: httpx2.TransportError, attempt: _Attempt) -> NbllmError:
+def _transport_error(error: TransportBroken, attempt: _Attempt) -> NbllmError:
     if attempt.state.text_parts:
-        return _interrupted(f"the connection broke ({type(error).__name__})", attempt)
+        return _interrupted(f"the connection broke ({redact(str(error))[:120]})", attempt)
     return APIConnectionError(
-        f"Could not reach the server ({type(error).__name__}: {redact(str(error))[:200]}). "
+        f"Could not reach the server ({redact(str(error))[:200]}). "
         "Check base_url and that the server is running."
     )
 

@@ -1,20 +1,33 @@
-"""The HTTP client of the engine loop: httpx's API (through httpx2) on a swappable transport.
+"""The HTTP layer of the engine loop: one small interface, two transports, chosen by measurement.
 
-Transport chosen by measurement (DESIGN decision 3, benchmarks/bench_overhead.py): httpx2 with
-``httpx_aiohttp``'s AiohttpTransport costs far less CPU per request than httpx2's own pool. Set
-``NBLLM_TRANSPORT=httpx2`` to use httpx2's native transport instead (one line to swap).
+``post(url, headers, body, timeouts)`` is an async context manager yielding a response with ``status``,
+case-insensitive ``headers``, ``aiter_bytes()`` and ``aread()``; transport failures come out as
+``TransportTimeout`` (with ``kind``: connect / idle) or ``TransportBroken``. Nothing else in nbllm sees
+the HTTP library.
+
+- ``aiohttp`` (default): aiohttp's client directly. The client-overhead benchmark
+  (``benchmarks/bench_overhead.py``) measured httpx2's API over aiohttp (``httpx_aiohttp``) at about twice
+  the CPU per request of plain aiohttp, and httpx2's own transport higher still; going direct is what
+  brings nbllm near the aiohttp floor.
+- ``httpx2``: httpx's API through its maintained fork, for environments that standardise on it.
+
+Set ``NBLLM_TRANSPORT=httpx2`` to swap (one line, as DESIGN decision 3 asks).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-
-import httpx2
+from typing import Any, Protocol
 
 from ._engine import get_engine
 
-__all__ = ["Timeouts", "get_http_client"]
+__all__ = ["HttpResponse", "Timeouts", "TransportBroken", "TransportTimeout", "get_transport"]
+
+_MAX_CONNECTIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -26,35 +39,133 @@ class Timeouts:
     idle: float = 120.0
     total: float | None = 600.0
 
-    def for_httpx(self) -> httpx2.Timeout:
-        # pool=None: our own limits gate concurrency; a pool timeout would only fail healthy requests
-        return httpx2.Timeout(connect=self.connect, read=self.idle, write=30.0, pool=None)
+
+class TransportTimeout(Exception):
+    """Connect or idle timeout inside the transport (mapped to RequestTimeoutError by the client)."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(detail or kind)
+        self.kind = kind
 
 
-_MAX_CONNECTIONS = 1000
-_client: httpx2.AsyncClient | None = None
+class TransportBroken(Exception):
+    """The connection could not be made or broke (mapped by the client)."""
 
 
-def _make_transport() -> httpx2.AsyncBaseTransport:
-    limits = httpx2.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=200, keepalive_expiry=30)
-    if os.environ.get("NBLLM_TRANSPORT", "aiohttp") == "httpx2":
-        return httpx2.AsyncHTTPTransport(limits=limits)
-    from httpx_aiohttp.httpx2 import AiohttpTransport
+class HttpResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
 
-    return AiohttpTransport(limits=limits)
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
-
-def get_http_client() -> httpx2.AsyncClient:
-    """The engine loop's shared client (create it there: aiohttp sessions are loop-bound)."""
-    global _client
-    if _client is None:
-        _client = httpx2.AsyncClient(transport=_make_transport(), timeout=Timeouts().for_httpx())
-        get_engine().on_shutdown(_close_client)
-    return _client
+    async def aread(self) -> bytes: ...
 
 
-async def _close_client() -> None:
-    global _client
-    client, _client = _client, None
-    if client is not None:
-        await client.aclose()
+class _AiohttpResponse:
+    __slots__ = ("_raw", "headers", "status")
+
+    def __init__(self, raw: Any) -> None:
+        self._raw, self.status, self.headers = raw, raw.status, raw.headers
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._raw.content.iter_any()
+
+    async def aread(self) -> bytes:
+        return await self._raw.read()
+
+
+class _AiohttpTransport:
+    """aiohttp's ClientSession, created lazily on the engine loop (sessions are loop-bound)."""
+
+    def __init__(self) -> None:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        self._session: Any = None
+
+    def _get_session(self) -> Any:
+        if self._session is None or self._session.closed:
+            connector = self._aiohttp.TCPConnector(limit=_MAX_CONNECTIONS, keepalive_timeout=30, ttl_dns_cache=300)
+            self._session = self._aiohttp.ClientSession(connector=connector, trust_env=True)
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> AsyncIterator[HttpResponse]:
+        aiohttp = self._aiohttp
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
+        data = json.dumps(body, ensure_ascii=False).encode()
+        try:
+            async with self._get_session().post(url, data=data, headers=headers, timeout=timeout) as raw:
+                yield _AiohttpResponse(raw)
+        except aiohttp.ConnectionTimeoutError as error:
+            raise TransportTimeout("connect", str(error)) from None
+        except aiohttp.ServerTimeoutError as error:  # sock_read: no byte for `idle` seconds
+            raise TransportTimeout("idle", str(error)) from None
+        except aiohttp.ClientError as error:
+            raise TransportBroken(f"{type(error).__name__}: {error}") from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _Httpx2Response:
+    __slots__ = ("_raw", "headers", "status")
+
+    def __init__(self, raw: Any) -> None:
+        self._raw, self.status, self.headers = raw, raw.status_code, raw.headers
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._raw.aiter_bytes()
+
+    async def aread(self) -> bytes:
+        return await self._raw.aread()
+
+
+class _Httpx2Transport:
+    """httpx2's AsyncClient with its own connection pool."""
+
+    def __init__(self) -> None:
+        import httpx2
+
+        self._httpx = httpx2
+        limits = httpx2.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=200, keepalive_expiry=30)
+        self._client = httpx2.AsyncClient(limits=limits)
+
+    @contextlib.asynccontextmanager
+    async def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> AsyncIterator[HttpResponse]:
+        httpx = self._httpx
+        # pool=None: nbllm's own limits gate concurrency; a pool timeout would only fail healthy requests
+        timeout = httpx.Timeout(connect=timeouts.connect, read=timeouts.idle, write=30.0, pool=None)
+        try:
+            async with self._client.stream("POST", url, json=body, headers=dict(headers), timeout=timeout) as raw:
+                yield _Httpx2Response(raw)
+        except httpx.ConnectTimeout as error:
+            raise TransportTimeout("connect", str(error)) from None
+        except httpx.TimeoutException as error:
+            raise TransportTimeout("idle", str(error)) from None
+        except httpx.TransportError as error:
+            raise TransportBroken(f"{type(error).__name__}: {error}") from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+_transport: _AiohttpTransport | _Httpx2Transport | None = None
+
+
+def get_transport() -> _AiohttpTransport | _Httpx2Transport:
+    """The engine loop's shared transport, chosen by ``NBLLM_TRANSPORT`` (default ``aiohttp``)."""
+    global _transport
+    if _transport is None:
+        choice = os.environ.get("NBLLM_TRANSPORT", "aiohttp")
+        _transport = _Httpx2Transport() if choice == "httpx2" else _AiohttpTransport()
+        get_engine().on_shutdown(_close_transport)
+    return _transport
+
+
+async def _close_transport() -> None:
+    global _transport
+    transport, _transport = _transport, None
+    if transport is not None:
+        await transport.aclose()

@@ -87,18 +87,17 @@ def test_limits_without_headers_are_guessed_from_429s_and_nothing_is_lost():
 
 def test_revoked_key_mid_batch_is_disabled_and_its_work_moves():
     keys = dict(KEYS)
-    with sim_with(keys, ttft=0.01) as sim:
+    with sim_with(keys, ttft=0.05) as sim:
         pool = pool_for(sim, keys)
         llm = nbllm.LLM("gpt-4o-mini", pool=pool, concurrency=32)
 
         async def main():
             batch = llm.amap(arithmetic(300), progress="none")
-            seen = 0
-            async for _ in batch:
-                seen += 1
-                if seen == 60:
-                    sim.revoke("sk-test-charlie-000000003")
-            return batch.results
+            task = asyncio.ensure_future(batch)
+            while batch.progress.done < 60:  # revoke a third of the way in, while requests are in flight
+                await asyncio.sleep(0.005)
+            sim.revoke("sk-test-charlie-000000003")
+            return await task
 
         results = asyncio.run(main())
         stats = sim.stats()
