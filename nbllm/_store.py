@@ -16,6 +16,7 @@ kernels share the file. Keys are never written: every text that came from outsid
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from ._exceptions import ConfigurationError
 from ._secrets import redact
+from ._store_writer import GroupWriter
 from ._types import Failure, Response, Usage
 
 __all__ = ["Store", "default_store_path", "request_fingerprint"]
@@ -118,14 +120,14 @@ def _answer_values(answer: Response | None) -> tuple[Any, ...]:
 
 def _row_values(
     fingerprint: str, request: Mapping[str, Any], response: Response | None,
-    error: BaseException | None, batch: str | None, index: int | None,
+    error: BaseException | None, batch: str | None, index: int | None, created_at: float,
 ) -> tuple[Any, ...]:
     """The values of one results row, in ``COLUMNS[1:]`` order."""
     answer = response if error is None else None
     request_json = _canonical_json({"messages": request.get("messages"), "params": request.get("params")})
     alias = answer.key_alias if answer is not None else getattr(error, "key_alias", None)
     return (
-        fingerprint, batch, index, time.time(),
+        fingerprint, batch, index, created_at,
         _clean(request.get("provider") or (answer.provider if answer else None)),
         _clean(request.get("base_url")),
         _clean(request.get("model") or (answer.model if answer else None)),
@@ -167,6 +169,8 @@ class Store:
     """A results file shared by every batch: a durable log of answers that doubles as a cache.
 
     Thread-safe (one connection behind a lock) and safe across processes (WAL, 30 s busy timeout).
+    ``record`` hands the row to a writer thread that commits what has queued up in one transaction
+    (``_store_writer``); every read first waits for those writes, so reads see every recorded row.
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
@@ -184,6 +188,9 @@ class Store:
         # last few, and it saves an fsync per row
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
+        self._writer = GroupWriter(self._write_many)
+        # rows still queued when the interpreter exits are written before it goes
+        atexit.register(self._writer.close)
 
     def _migrate(self) -> None:
         conn = self._db()
@@ -221,17 +228,34 @@ class Store:
         batch: str | None = None,
         index: int | None = None,
     ) -> None:
-        """Write one finished attempt (an answer, or an error) and commit it at once."""
+        """Record one finished attempt (an answer, or an error); committed within milliseconds."""
         if isinstance(response, Failure):  # tolerate a batch result passed as is
             response, error = None, error or response.error
         if response is None and error is None:
             raise ConfigurationError("Store.record needs a response or an error.")
-        values = _row_values(fingerprint, request, response, error, batch, index)
+        self._db()  # a closed store refuses at once, not later in the writer
+        self._writer.submit((fingerprint, request, response, error, batch, index, time.time()))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every recorded row is committed (reads do this themselves)."""
+        return self._writer.flush(timeout)
+
+    def _write_many(self, items: list[tuple[Any, ...]]) -> None:
+        """On the writer thread: one transaction for a group of recorded items."""
+        rows = [_row_values(*item) for item in items]
         with self._lock:
-            self._db().execute(_INSERT, values)
+            conn = self._db()
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def _select(self, sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
         """Run a query under the lock and return plain tuples."""
+        self._writer.flush()
         with self._lock:
             cursor = self._db().cursor()
             cursor.row_factory = None
@@ -266,6 +290,7 @@ class Store:
 
     def batches(self) -> list[dict[str, Any]]:
         """One dict per batch, oldest first: ``batch, created, rows, ok, failed``."""
+        self._writer.flush()
         with self._lock:
             rows = self._db().execute(
                 "SELECT batch, min(created_at) AS created, count(*) AS rows, sum(ok) AS ok, "
@@ -276,6 +301,7 @@ class Store:
 
     def rows(self, batch: str | None = None) -> Iterator[dict[str, Any]]:
         """Every row (of one batch, or all) as a dict of ``COLUMNS``, oldest first."""
+        self._writer.flush()
         where = "id > ?" + (" AND batch = ?" if batch is not None else "")
         last = 0
         while True:
@@ -308,6 +334,7 @@ class Store:
 
     def clear(self, batch: str | None = None) -> None:
         """Delete the rows of one batch, or every row."""
+        self._writer.flush()
         with self._lock:
             if batch is None:
                 self._db().execute("DELETE FROM results")
@@ -316,11 +343,14 @@ class Store:
 
     def count(self) -> int:
         """Number of rows in the store."""
+        self._writer.flush()
         with self._lock:
             return self._db().execute("SELECT count(*) FROM results").fetchone()[0]
 
     def close(self) -> None:
-        """Close the file; safe to call twice."""
+        """Write what is queued, then close the file; safe to call twice."""
+        self._writer.close()
+        atexit.unregister(self._writer.close)
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

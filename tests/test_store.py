@@ -103,12 +103,9 @@ def test_lookup_newest_ok_row_ignores_failures(store: Store) -> None:
 
 def test_lookup_many_20000(store: Store) -> None:
     fps = [request_fingerprint(make_request(i)) for i in range(20_000)]
-    conn = store._db()  # bulk-load in one transaction; record() commits per row by design
-    conn.execute("BEGIN")
-    for i, fp in enumerate(fps):
+    for i, fp in enumerate(fps):  # the writer thread commits these in large groups
         if i % 4:  # every 4th item is missing from the store
             store.record(fp, make_request(i), make_response(str(i)), batch="big", index=i)
-    conn.execute("COMMIT")
     found = store.lookup_many(fps + fps[:10])  # duplicates are harmless
     assert len(found) == 15_000
     assert found[fps[1]].text == "1" and found[fps[1]].cached
@@ -197,6 +194,7 @@ def test_keys_never_reach_the_file(tmp_path: Path) -> None:
     store.record(request_fingerprint(leaked_request), leaked_request, make_response(f"you said {key}"))
     error = AuthenticationError(f"Incorrect API key provided: {key}. {odd_key}", status=401)
     store.record("b" * 64, make_request(), error=error)
+    store.flush()
     raw = _raw_bytes(path)
     assert Path(str(path) + "-wal").exists() and b"sk-\xe2\x80\xa6abcd" in raw  # rows are there, masked
     for secret in (key, odd_key):
@@ -221,7 +219,9 @@ i = 0
 while limit < 0 or i < limit:
     store.record(f"{tag}-{i}", {"messages": [], "params": {}}, Response(text=str(i), usage=Usage(1, 1)),
                  batch=tag, index=i)
-    print(i, flush=True)  # printed only after the row was committed
+    if i % 7 == 0:
+        store.flush()  # the writer thread commits in groups; flush() waits for the commit
+        print(i, flush=True)  # printed only after the row was committed
     i += 1
     if pace:
         time.sleep(pace)
@@ -243,7 +243,7 @@ def test_rows_survive_sigkill(tmp_path: Path) -> None:
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
     Path(str(path) + ".go").touch()
-    confirmed = -1
+    confirmed = -1  # the highest index the writer confirmed as committed
     while confirmed < 300:
         confirmed = int(proc.stdout.readline())
     proc.send_signal(signal.SIGKILL)

@@ -1,0 +1,77 @@
+"""A writer thread that commits store rows in groups, off the engine loop.
+
+Committing one SQLite transaction per answer cost ~50 µs of the engine loop's time per answer (the WAL
+write), which the scale benchmark measured at 12 % of a 10 000-prompt batch. Here the loop only hands
+the finished item to a queue; this thread writes whatever has queued up since its last write in one
+transaction, so a busy batch commits many answers at once and a quiet one still commits each answer
+within a millisecond or so of its arrival. ``flush()`` waits until everything handed over is committed.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["GroupWriter"]
+
+# The most items one transaction takes; keeps a single commit short while a batch floods the queue.
+MAX_GROUP = 2000
+
+
+class GroupWriter:
+    """``submit(item)`` from any thread; a daemon thread calls ``write(items)`` with what queued up."""
+
+    def __init__(self, write: Callable[[list[Any]], None], name: str = "nbllm-store") -> None:
+        self._write = write
+        self._cond = threading.Condition()
+        # items handed over and not yet written, oldest first
+        self._pending: list[Any] = []
+        self._writing = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            self._pending.append(item)
+            self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted item is written; False if ``timeout`` passed first."""
+        if threading.current_thread() is self._thread:
+            return True
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._writing, timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Write what is pending, then stop the thread (idempotent)."""
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _take(self) -> list[Any] | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending or self._closed)
+            if not self._pending:
+                return None
+            group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+            self._writing = True
+            return group
+
+    def _run(self) -> None:
+        while (group := self._take()) is not None:
+            try:
+                self._write(group)
+            except Exception as error:  # noqa: BLE001 - a full disk must not kill the batch; say so
+                print(f"nbllm: could not write {len(group)} answers to the store: {error}", file=sys.stderr)
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
