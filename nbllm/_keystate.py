@@ -27,8 +27,11 @@ BUSY_RECHECK_SECONDS = 1.0
 # multiplicatively on each further 429 and creep up on success (AIMD on the rate itself).
 RATE_WINDOW_SECONDS = 10.0
 RATE_GUESS_SHARE = 0.8
-RATE_DECREASE = 0.7
-RATE_INCREASE = 1.002
+RATE_DECREASE = 0.8
+RATE_INCREASE = 1.02
+# A guess never starts below this: with too few samples the estimate says nothing, and retry-after
+# cooldowns still protect a key that really is slower.
+MIN_GUESS_RPM = 60.0
 
 
 @dataclass(eq=False)
@@ -132,7 +135,7 @@ class KeyState:
 
     def _guess_rate(self, now: float) -> None:
         span = max(1.0, now - self.recent[0]) if self.recent else RATE_WINDOW_SECONDS
-        per_minute = max(1.0, RATE_GUESS_SHARE * len(self.recent) / span * 60.0)
+        per_minute = max(MIN_GUESS_RPM, RATE_GUESS_SHARE * len(self.recent) / span * 60.0)
         self.rpm = LeakyBucket(per_minute, level=0.0, last=now)
         self.guessed_rpm, self.in_flight_cap = True, MAX_IN_FLIGHT
         self.recent.clear()
