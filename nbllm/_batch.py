@@ -77,7 +77,8 @@ class Batch:
     _fingerprints: list[str] | None = None
 
     def _prepare(self) -> tuple[list[Any], list[str] | None]:
-        specs = [self.llm._spec(p, False, dict(self.overrides)) for p in self.prompts]
+        # streaming=True batches send stream requests (tokens are not shown, so a broken stream is retried)
+        specs = [self.llm._spec(p, self.llm.streaming, dict(self.overrides)) for p in self.prompts]
         if self.llm.store is None:
             return specs, None
         # identical prompts in one batch are distinct samples: the n-th copy gets sample n
