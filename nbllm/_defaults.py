@@ -19,6 +19,7 @@ __all__ = ["DefaultRoute", "default_model", "default_route", "reset_defaults", "
 _lock = threading.Lock()
 _route: DefaultRoute | None = None
 _store: Store | None = None
+_store_env: tuple[str | None, str | None] | None = None
 _SIM_KEY = "sim-local-key"
 
 
@@ -79,18 +80,25 @@ def shared_store() -> Store:
 
     Follows ``NBLLM_STORE`` if it changes while the process runs.
     """
-    global _store
+    global _store, _store_env
+    # checked on every call, so it must be cheap: compare the variables, not the (created) path
+    env = (os.environ.get("NBLLM_STORE"), os.environ.get("XDG_CACHE_HOME"))
+    store = _store
+    if store is not None and env == _store_env:
+        return store
     with _lock:
         path = default_store_path()
         if _store is None or _store.path != path:
             _store = Store(path)
+        _store_env = env
         return _store
 
 
 def reset_defaults() -> None:
     """Forget the default pool and store (tests, or after changing the environment)."""
-    global _route, _store
+    global _route, _store, _store_env
     with _lock:
+        _store_env = None
         _route = None
         if _store is not None:
             _store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,9 @@ __all__ = ["GroupWriter"]
 
 # The most items one transaction takes; keeps a single commit short while a batch floods the queue.
 MAX_GROUP = 2000
+# After the first item arrives, the writer waits this long for others to join its transaction: one commit
+# for many answers, and no thread hand-off per answer. It bounds how long an answer waits for its commit.
+GATHER_SECONDS = 0.005
 
 
 class GroupWriter:
@@ -38,7 +42,8 @@ class GroupWriter:
             if self._closed:
                 raise RuntimeError("the store is closed")
             self._pending.append(item)
-            self._cond.notify_all()
+            if len(self._pending) == 1:  # the writer sleeps only when nothing is pending
+                self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted item is written; False if ``timeout`` passed first."""
@@ -61,6 +66,9 @@ class GroupWriter:
             self._cond.wait_for(lambda: self._pending or self._closed)
             if not self._pending:
                 return None
+        if not self._closed:
+            time.sleep(GATHER_SECONDS)
+        with self._cond:
             group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
             self._writing = True
             return group
