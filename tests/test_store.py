@@ -267,8 +267,8 @@ def test_two_processes_write_at_once(tmp_path: Path, rows: int, pace: float) -> 
         assert sorted((b["batch"], b["rows"]) for b in store.batches()) == [("p1", rows), ("p2", rows)]
         assert store.lookup(f"p2-{rows - 1}").text == str(rows - 1)
         order = [row["batch"] for row in store.rows()]
-    if pace:  # paced like real batches (the lock is mostly free), the writers' rows interleave
-        assert sum(a != b for a, b in zip(order, order[1:])) > 10
+    if pace:  # paced like real batches (the lock is mostly free), the writers' groups interleave
+        assert sum(a != b for a, b in zip(order, order[1:])) > 2
 
 
 def test_threads_share_one_store(store: Store) -> None:
