@@ -284,7 +284,7 @@ def _save(locator: Any, name: str, readme_name: str | None = None) -> Path:
     # 3 px less at the bottom: the next cell's blue "active" border touches this cell's box
     clip = {"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"] - 3}
     locator.page.screenshot(path=str(path), clip=clip)
-    if readme_name:
+    if readme_name and os.environ.get("NBLLM_UPDATE_SCREENSHOTS"):  # the README's copies change on request only
         DOCS.mkdir(exist_ok=True)
         shutil.copyfile(path, DOCS / readme_name)
     return path
