@@ -40,8 +40,9 @@ from ._types import Response, Usage
 
 __all__ = ["Target", "run_call"]
 
-# A pooled 429 costs only a cooldown of one key, so rate-limit retries get a larger budget than errors.
-RATE_LIMIT_RETRIES = 12
+# A pooled 429 costs only a cooldown of one key (the retry goes to whichever key is free soonest), so
+# rate-limit retries get a far larger budget than errors: a batch must not lose an item to a busy key.
+RATE_LIMIT_RETRIES = 60
 # Without max_tokens, a TPM budget still needs an output estimate.
 DEFAULT_OUTPUT_ESTIMATE = 256
 

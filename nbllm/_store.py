@@ -165,6 +165,22 @@ def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
+def _retry_while_locked(statement: Any, attempts: int = 100) -> None:
+    """Run ``statement``, waiting out another process that holds the lock.
+
+    Switching a new file to WAL needs an exclusive lock that SQLite's busy timeout does not wait for, so
+    two processes opening the same new store at once would otherwise fail with "database is locked".
+    """
+    for attempt in range(attempts):
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 class Store:
     """A results file shared by every batch: a durable log of answers that doubles as a cache.
 
@@ -183,7 +199,7 @@ class Store:
             str(self.path), timeout=30, check_same_thread=False, isolation_level=None
         )
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _retry_while_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
         # WAL + NORMAL: a commit survives a process crash (kill -9); only a power cut can lose the
         # last few, and it saves an fsync per row
         self._conn.execute("PRAGMA synchronous=NORMAL")
