@@ -6,6 +6,7 @@ SSE events one by one) into text, usage and a finish reason. The client (``_clie
 
 from __future__ import annotations
 
+import abc
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class StreamState:
         return "".join(self.text_parts)
 
 
-class Provider:
+class Provider(abc.ABC):
     """Base class: subclasses build requests and parse answers for one wire format."""
 
     name = "base"
@@ -95,19 +96,21 @@ class Provider:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url}>"
 
+    @abc.abstractmethod
     def build_request(self, spec: CallSpec, api_key: str | None) -> HttpRequest:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Method, URL, headers and JSON body for ``spec`` sent with ``api_key``."""
 
+    @abc.abstractmethod
     def parse_completion(self, body: Mapping[str, Any]) -> Completion:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Text, usage and finish reason of a non-streamed answer."""
 
+    @abc.abstractmethod
     def feed_event(self, state: StreamState, event: str, data: str) -> str | None:
         """Apply one SSE event to ``state``; return new text (if any). Raises ProviderError for errors."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     def error_details(self, body: Any) -> tuple[str, str]:
         """(error type/code, message) from an error body of this provider."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def error_from_response(self, status: int, body_text: str, retry_after: float | None = None) -> ProviderError:
         """Turn an HTTP error answer into the right NbllmError with a message that says what to do."""
