@@ -18,7 +18,7 @@ import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _engine
 from ._exceptions import BatchInterrupted, NoKeyAvailableError
@@ -67,10 +67,10 @@ class Batch:
             await _settle(workers)
 
     def _report_interrupt(self) -> None:
-        done = sum(r is not None for r in self.results)
+        done, missing = self._kept()
         print(
             f"nbllm: batch interrupted: {done}/{len(self.results)} finished and kept in llm.last_results and the "
-            f"store; rerun the same call to send only the {len(self.results) - done} missing.",
+            f"store; rerun the same call to send only the {missing} missing.",
             file=sys.stderr,
         )
 
@@ -151,10 +151,7 @@ class Batch:
             future.result()
         except BaseException as error:
             future.cancel()
-            stopped = self._stopped(error)
-            if stopped is error:
-                raise
-            raise stopped from error
+            self._raise_stopped(error)
         finally:
             self.display.close()
         return self._complete()
@@ -171,10 +168,7 @@ class Batch:
                     self.display.refresh()
         except BaseException as error:
             future.cancel()
-            stopped = self._stopped(error)
-            if stopped is error:
-                raise
-            raise stopped from error
+            self._raise_stopped(error)
         finally:
             self.display.close()
         return self._complete()
@@ -204,18 +198,22 @@ class Batch:
         finally:
             task.cancel()
 
-    def _stopped(self, error: BaseException) -> BaseException:
+    def _kept(self) -> tuple[int, int]:
+        """(finished, missing) items right now."""
+        done = sum(r is not None for r in self.results)
+        return done, len(self.results) - done
+
+    def _raise_stopped(self, error: BaseException) -> NoReturn:
         """Keep what finished; turn 'no key left' into BatchInterrupted, re-raise interrupts as they are."""
         self.llm.last_results = self.results
-        done = sum(r is not None for r in self.results)
-        missing = len(self.results) - done
-        if isinstance(error, NoKeyAvailableError):
-            return BatchInterrupted(
-                f"The batch stopped: {error} {done}/{len(self.results)} items finished and are kept "
-                f"(error.results, llm.last_results, and the store); rerun the same call to send only the {missing} missing.",
-                results=self.results,
-            )
-        return error  # an interrupt stays an interrupt; the engine side reports what was kept
+        if not isinstance(error, NoKeyAvailableError):
+            raise error  # an interrupt stays an interrupt; the engine side reports what was kept
+        done, missing = self._kept()
+        raise BatchInterrupted(
+            f"The batch stopped: {error} {done}/{len(self.results)} items finished and are kept "
+            f"(error.results, llm.last_results, and the store); rerun the same call to send only the {missing} missing.",
+            results=self.results,
+        ) from error
 
     def _complete(self) -> list[Response | Failure]:
         self.llm.last_results = self.results

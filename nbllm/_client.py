@@ -178,8 +178,7 @@ async def _status_error(provider: Provider, http_response: HttpResponse, lease: 
     retry_after = parse_retry_after(http_response.headers, time.time())
     error = provider.error_from_response(http_response.status, body, retry_after)
     error.key_alias = lease.alias
-    if not snapshot.is_empty:
-        lease.state.learn(snapshot, lease._pool.clock())
+    lease.learn(snapshot)
     return error
 
 

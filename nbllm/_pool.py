@@ -72,6 +72,11 @@ class Lease:
         self._pool._changed()
         return True
 
+    def learn(self, snapshot: RateLimitSnapshot) -> None:
+        """Take what the provider's headers say about the key, without ending the lease."""
+        if not snapshot.is_empty:
+            self.state.learn(snapshot, self._pool.clock())
+
     def succeeded(self, used_tokens: int | None, snapshot: RateLimitSnapshot | None = None) -> None:
         if self._end():
             now = self._pool.clock()
