@@ -40,7 +40,7 @@ VARIANTS = [
     ("httpx 0.28 AsyncClient", "client_httpx", {}, {}),
     ("httpx2 AsyncClient", "client_httpx2", {}, {}),
     ("httpx2 + httpx_aiohttp AiohttpTransport", "client_httpx2_aiohttp", {}, {}),
-    ("nbllm's HTTP layer alone (nbllm._http transport)", "client_nbllm_transport", {}, {}),
+    ("nbllm's HTTP layer alone (nbllm._client.http transport)", "client_nbllm_transport", {}, {}),
     ("aiohttp with its defaults (json=, response.json(), cookie jar)", "client_aiohttp", {}, {"lean": False}),
     ("aiohttp lean + trust_env=True", "client_aiohttp", {}, {"trust_env": True}),
 ]
@@ -139,12 +139,13 @@ def client_httpx2_aiohttp(url: str, n: int) -> dict[str, Any]:
 
 
 def client_nbllm_transport(url: str, n: int) -> dict[str, Any]:
-    """nbllm's own HTTP layer alone (``nbllm._http.get_transport().post``, on the engine loop, the way
-    ``nbllm._client`` calls it), without the batch, pool, retries, store or progress: the rest of nbllm's
+    """nbllm's own HTTP layer alone (``nbllm._client.http.get_transport().post``, on the engine loop, the way
+    ``nbllm._client.call`` calls it), without the batch, pool, retries, store or progress: the rest of nbllm's
     cost is nbllm's total minus this."""
     import json as _json
 
-    from nbllm import _engine, _http
+    from nbllm import _engine
+    from nbllm._client import http as _http
 
     headers = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json"}
     timeouts = _http.Timeouts()
@@ -375,7 +376,7 @@ def _section(rows: list[dict[str, Any]], profile: dict[str, Any], n: int, rounds
     if nb and transport and off:
         headlines.append(Headline(
             f"where nbllm's {nb['us_per_request']:.0f} µs go (best runs; differences of noisy numbers): its HTTP layer "
-            f"alone (`nbllm._http`, on the engine loop) {transport['us_per_request']:.0f} µs; nbllm without the store "
+            f"alone (`nbllm._client.http`, on the engine loop) {transport['us_per_request']:.0f} µs; nbllm without the store "
             f"{off['us_per_request']:.0f} µs, so batch + pool + retry + progress ≈ "
             f"{off['us_per_request'] - transport['us_per_request']:.0f} µs and the store ≈ "
             f"{nb['us_per_request'] - off['us_per_request']:.0f} µs per request (the scale benchmark times the store "

@@ -49,7 +49,9 @@ def _score(texts: list[str | None], labels: list[int]) -> float:
 
 def _instrument() -> dict[str, float]:
     """Wrap the store's and the progress's entry points with per-thread CPU timers."""
-    from nbllm import _llm, _progress, _progress_display, _store
+    from nbllm._api import llm as _llm
+    from nbllm._progress import display as _progress_display, state as _progress
+    from nbllm._store import store as _store
 
     spent = {"store": 0.0, "progress": 0.0, "fingerprints": 0.0}
     clock = time.thread_time

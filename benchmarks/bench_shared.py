@@ -121,7 +121,7 @@ async def _work(config: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _warm_up(pool: Any, base_url: str) -> None:
-    from nbllm._http import Timeouts, get_transport
+    from nbllm._client.http import Timeouts, get_transport
 
     # open a pooled connection first (a POST the simulator refuses without a key costs nothing)
     async with get_transport().post(base_url + "/chat/completions", {}, {}, Timeouts()) as response:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._batch import Batch
+from ._api import Batch
 from ._callbacks import BaseCallbackHandler, StreamingStdOutCallbackHandler
 from ._exceptions import (
     APIConnectionError,
@@ -30,11 +30,11 @@ from ._exceptions import (
     ServerError,
     StreamInterruptedError,
 )
-from ._http import Timeouts
+from ._client import Timeouts
 from ._keys import ApiKey
-from ._llm import LLM
-from ._pool import KeyPool
-from ._retry import RetryPolicy
+from ._api import LLM
+from ._keys import KeyPool
+from ._client import RetryPolicy
 from ._store import Store
 from ._types import Failure, Generation, LLMResult, Response, StreamEvent, Usage
 
@@ -96,13 +96,13 @@ def enable_nesting() -> None:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbllm``: register ``%%llm``, ``%llm`` and ``%llm_config``."""
-    from ._magics import load_ipython_extension as _load
+    from ._jupyter import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from ._magics import unload_ipython_extension as _unload
+    from ._jupyter import unload_ipython_extension as _unload
 
     _unload(ipython)
 
@@ -110,7 +110,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 def __getattr__(name: str) -> Any:
     # widgets import ipywidgets; only pay for it when a panel is asked for
     if name == "PromptPanel":
-        from ._panel import PromptPanel
+        from ._jupyter import PromptPanel
 
         return PromptPanel
     raise AttributeError(f"module 'nbllm' has no attribute {name!r}")

@@ -32,7 +32,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ._pool import KeyPool
+    from ._keys import KeyPool
 
     pool = KeyPool.from_env()
     print(pool.status() if len(pool) else "No keys configured: nbllm will use its embedded simulator.")

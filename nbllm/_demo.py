@@ -9,7 +9,7 @@ import asyncio
 import sys
 import time
 
-from ._llm import LLM
+from ._api import LLM
 
 __all__ = ["main"]
 

@@ -1,7 +1,8 @@
 """The engine loop: one daemon-thread asyncio loop per process that owns everything loop-bound.
 
 The HTTP client, the key pool's limiters and the store writer live on this loop, so one set of limits
-covers every call in the process — magics, widgets, sync and async code alike (DESIGN decision 1).
+covers every call in the process — magics, widgets, sync and async code alike (``docs/ARCHITECTURE.md``,
+"Engine loop").
 
 - ``await run(coro)`` works from any event loop, including a running Jupyter kernel's: the work runs on
   the engine and the caller awaits a wrapped future. Cancelling the caller cancels the engine task.

@@ -1,4 +1,4 @@
-"""Opt-in nesting of event loops (DESIGN decision 2): never applied on import."""
+"""Opt-in nesting of event loops, never applied on import (``docs/ARCHITECTURE.md``, "Engine loop")."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nbllm._defaults import reset_defaults
+from nbllm._api.route import reset_defaults
 from nbllm._sim import KeyProfile, SimConfig, Simulator
 
 KEY_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "API_KEY", "BASE_URL", "OPENAI_BASE_URL",

@@ -15,7 +15,7 @@ import pytest
 import nbllm
 from nbllm import KeyPool
 from nbllm._sim import Faults, KeyProfile, SimConfig, Simulator
-from nbllm._store import Store
+from nbllm._store.store import Store
 
 KEYS = {
     "sk-test-alpha-0000000001": KeyProfile(alias="alpha", rpm=1500),

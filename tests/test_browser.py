@@ -1,8 +1,9 @@
 """nbllm in a real JupyterLab, driven in headless Chromium: ``%%llm`` and the PromptPanel stream visibly.
 
-The recipe is /work/shared/notes/BROWSER-TESTS.md: ``jupyter lab`` on loopback with a token and a
-temporary root, Debian's Chromium through Playwright (never ``playwright install``), cells run with
-Shift+Enter. The kernel has no key, so it answers from nbllm's embedded simulator (about 0.25 s to the
+The recipe: ``jupyter lab`` on loopback with a token and a temporary root, Debian's Chromium through
+Playwright (never ``playwright install``, which would download a browser of its own; Chromium runs with
+the background-networking flags off so it does not keep dialling hosts a closed network refuses), cells
+run with Shift+Enter. The kernel has no key, so it answers from nbllm's embedded simulator (about 0.25 s to the
 first token, then 60 tokens/s). A MutationObserver inside the page records every change of the output,
 because polling from Python is too slow to see 10 Hz updates. Screenshots go to ``test-output/``
 (git-ignored); the ones the README shows are copied to ``docs/``.

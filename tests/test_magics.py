@@ -18,10 +18,10 @@ from IPython.testing import globalipapp
 from traitlets.config import Config
 
 from nbllm import Response
-from nbllm._cellrunner import GenerationInterrupted, llm_for, run_blocking
+from nbllm._jupyter.cellrunner import GenerationInterrupted, llm_for, run_blocking
 from nbllm._exceptions import AuthenticationError
-from nbllm._magics import ENTRY, NbllmMagics, _split_line, parse_llm_cell, rewrite_llm_cell
-from nbllm._render import LiveRenderer, error_bundle, extract_code, fence, note_for, render_bundle, streaming_bundle
+from nbllm._jupyter.magics import ENTRY, NbllmMagics, _split_line, parse_llm_cell, rewrite_llm_cell
+from nbllm._jupyter.render import LiveRenderer, error_bundle, extract_code, fence, note_for, render_bundle, streaming_bundle
 from nbllm._sim import KeyProfile, SimConfig, Simulator
 
 GOOD_KEY = "sk-test-GOODKEY1234567890abcd"
@@ -113,7 +113,7 @@ def _ours(shell) -> list:
 
 def test_load_is_idempotent_and_unload_removes_everything(ip):
     ip.run_line_magic("reload_ext", "nbllm")
-    from nbllm._magics import load_ipython_extension, unload_ipython_extension
+    from nbllm._jupyter.magics import load_ipython_extension, unload_ipython_extension
 
     load_ipython_extension(ip)
     assert len(_ours(ip)) == 1
@@ -449,6 +449,6 @@ def test_streaming_text_is_escaped_and_wraps_at_word_boundaries():
     ],
 )
 def test_hard_line_breaks(text, expected):
-    from nbllm._render import hard_line_breaks
+    from nbllm._jupyter.render import hard_line_breaks
 
     assert hard_line_breaks(text) == expected

@@ -9,10 +9,10 @@ import pytest
 
 import nbllm
 from nbllm import KeyPool
-from nbllm._bucket import LeakyBucket
-from nbllm._keys import ApiKey, keys_from_env
-from nbllm._keystate import KeyState, choose_key
-from nbllm._ratelimits import RateLimitSnapshot
+from nbllm._keys.bucket import LeakyBucket
+from nbllm._keys.config import ApiKey, keys_from_env
+from nbllm._keys.state import KeyState, choose_key
+from nbllm._keys.snapshot import RateLimitSnapshot
 
 # ---- pure: buckets -------------------------------------------------------------------------------------
 

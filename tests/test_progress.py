@@ -6,15 +6,9 @@ import time
 
 import pytest
 
-from nbllm._progress import (
-    BatchProgress,
-    format_count,
-    format_duration,
-    format_key_line,
-    format_key_table,
-    format_key_table_html,
-    format_tokens,
-)
+from nbllm._format import format_count, format_duration, format_tokens
+from nbllm._keys.status import format_key_line, format_key_table, format_key_table_html
+from nbllm._progress.state import BatchProgress
 
 
 class FakeClock:

@@ -12,8 +12,8 @@ import ipywidgets
 import pytest
 
 from nbllm._exceptions import ConfigurationError
-from nbllm._progress import BatchProgress
-from nbllm._progress_display import ProgressDisplay, in_notebook
+from nbllm._progress.state import BatchProgress
+from nbllm._progress.display import ProgressDisplay, in_notebook
 
 
 class FakeClock:

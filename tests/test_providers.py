@@ -15,7 +15,7 @@ from nbllm import (
     RateLimitError,
     ServerError,
 )
-from nbllm._providers import AnthropicProvider, CallSpec, OpenAIProvider, StreamState, resolve_model
+from nbllm._client.providers import AnthropicProvider, CallSpec, OpenAIProvider, StreamState, resolve_model
 from nbllm._types import normalize_messages
 
 

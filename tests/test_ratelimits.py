@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from nbllm._ratelimits import (
-    RateLimitSnapshot,
+from nbllm._keys.snapshot import RateLimitSnapshot
+from nbllm._client.ratelimits import (
     parse_anthropic,
     parse_duration,
     parse_openai,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nbllm._exceptions import ConfigurationError
-from nbllm._retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
+from nbllm._client.retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
 
 # Wed, 21 Oct 2015 07:28:00 GMT as a UNIX timestamp: the "now" of every HTTP-date row.
 NOW = 1445412480.0

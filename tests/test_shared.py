@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbllm import KeyPool
-from nbllm._bucket import LeakyBucket
-from nbllm._ratelimits import RateLimitSnapshot
-from nbllm._shared_scripts import ADJUST, COOLDOWN, HEARTBEAT, SEED, TAKE, key_id, key_names, processes_name
+from nbllm._keys.bucket import LeakyBucket
+from nbllm._keys.snapshot import RateLimitSnapshot
+from nbllm._keys.shared_scripts import ADJUST, COOLDOWN, HEARTBEAT, SEED, TAKE, key_id, key_names, processes_name
 
 pytestmark = pytest.mark.redis
 

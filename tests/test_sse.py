@@ -1,4 +1,5 @@
-"""SSE decoding through ``aiter_sse`` on real ``httpx2.Response`` objects, whatever decoder is behind it.
+"""SSE decoding through ``aiter_sse`` on real ``httpx2.Response`` objects (any object with ``headers`` and
+``aiter_bytes()`` will do; httpx2's lets the same table also run through ``httpx2.EventSource``).
 
 (a) a table of tricky streams, (b) every split of some of them into chunks, (c) a property test over
 generated events, line endings and chunk boundaries. ``test_httpx2_eventsource_spec_gaps`` runs the
@@ -16,14 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbllm._sse import aiter_sse
+from nbllm._client.sse import ServerSentEvent, SSEError, aiter_sse
 
 SSE = "text/event-stream"
-Events = list[httpx2.ServerSentEvent]
+Events = list[ServerSentEvent]
 
 
-def ev(data: str, event: str = "message", id: str = "", retry: int | None = None) -> httpx2.ServerSentEvent:
-    return httpx2.ServerSentEvent(event=event, data=data, id=id, retry=retry)
+def ev(data: str, event: str = "message", id: str = "", retry: int | None = None) -> ServerSentEvent:
+    return ServerSentEvent(event=event, data=data, id=id, retry=retry)
 
 
 def make_response(chunks: Iterable[bytes], content_type: str = SSE) -> httpx2.Response:
@@ -262,7 +263,7 @@ async def test_content_type_accepted(content_type: str) -> None:
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", ""])
 async def test_content_type_rejected(content_type: str) -> None:
-    with pytest.raises(httpx2.SSEError, match="text/event-stream"):
+    with pytest.raises(SSEError, match="text/event-stream"):
         [e async for e in aiter_sse(make_response([b'{"error": {}}'], content_type))]
 
 
@@ -277,18 +278,20 @@ async def test_content_type_rejected(content_type: str) -> None:
     ],
 )
 async def test_event_size_limit(chunks: list[bytes], limit: int | None, raises: bool) -> None:
-    async def run() -> list[httpx2.ServerSentEvent]:
+    async def run() -> list[ServerSentEvent]:
         return [e async for e in aiter_sse(make_response(chunks), max_event_size=limit)]
 
     if raises:
-        with pytest.raises(httpx2.SSEError, match="byte limit"):
+        with pytest.raises(SSEError, match="byte limit"):
             await run()
     else:
         assert all(e.data.startswith("xxx") for e in await run())
 
 
-def httpx2_events(response: httpx2.Response) -> AsyncIterator[httpx2.ServerSentEvent]:
-    return httpx2.EventSource(response).__aiter__()
+async def httpx2_events(response: httpx2.Response) -> AsyncIterator[ServerSentEvent]:
+    """httpx2.EventSource's events, as nbllm's event type so the two compare field by field."""
+    async for e in httpx2.EventSource(response):
+        yield ServerSentEvent(event=e.event, data=e.data, id=e.id, retry=e.retry)
 
 
 @pytest.mark.parametrize(
@@ -303,7 +306,7 @@ def httpx2_events(response: httpx2.Response) -> AsyncIterator[httpx2.ServerSentE
     ],
 )
 async def test_event_ended_by_cr_is_not_held_back(
-    events_of: Callable[[httpx2.Response], AsyncIterator[httpx2.ServerSentEvent]],
+    events_of: Callable[[httpx2.Response], AsyncIterator[ServerSentEvent]],
 ) -> None:
     pulled: list[bytes] = []
 
@@ -342,7 +345,7 @@ async def test_through_mock_transport() -> None:
         for i, p, e in STREAMS
     ],
 )
-async def test_httpx2_eventsource_spec_gaps(payload: bytes, expected: list[httpx2.ServerSentEvent]) -> None:
+async def test_httpx2_eventsource_spec_gaps(payload: bytes, expected: list[ServerSentEvent]) -> None:
     # strict xfail: when httpx2 fixes a gap this fails, which is the cue to reconsider using it directly.
-    events = [e async for e in httpx2.EventSource(make_response(one_byte_chunks(payload)))]
+    events = [e async for e in httpx2_events(make_response(one_byte_chunks(payload)))]
     assert events == expected

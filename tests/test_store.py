@@ -15,7 +15,7 @@ import pytest
 
 from nbllm._exceptions import AuthenticationError, ConfigurationError, ServerError
 from nbllm._secrets import register_secret
-from nbllm._store import COLUMNS, Store, default_store_path, request_fingerprint
+from nbllm._store.store import COLUMNS, Store, default_store_path, request_fingerprint
 from nbllm._types import Failure, Response, Usage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,7 +206,7 @@ def test_keys_never_reach_the_file(tmp_path: Path) -> None:
 
 _WRITER = """
 import os, sys, time
-from nbllm._store import Store
+from nbllm._store.store import Store
 from nbllm._types import Response, Usage
 store = Store(sys.argv[1])
 tag = sys.argv[2]

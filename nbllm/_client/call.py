@@ -1,0 +1,257 @@
+"""One call, end to end: key lease → request → status check → SSE/JSON → Response, with retries.
+
+``run_call`` is an async generator: it yields text deltas as they arrive, then the finished
+``Response`` as its last item. It retries 408/409/429/5xx, timeouts and broken connections with backoff
+(a 429 cools down only that key, and the retry goes to whichever key is free soonest); a key that is
+revoked or out of quota is disabled and the call moves to another key. Once text has been yielded it
+never retries silently: a broken stream then raises ``StreamInterruptedError`` with the partial text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    NbllmError,
+    ProviderError,
+    QuotaExhaustedError,
+    RateLimitError,
+    RequestTimeoutError,
+    StreamInterruptedError,
+)
+from .http import HttpResponse, Timeouts, TransportBroken, TransportTimeout, get_transport
+from .._keys import KeyPool, Lease
+from .providers import CallSpec, Provider, StreamState, make_provider
+from .ratelimits import parse_rate_limit_headers
+from .headers import media_type
+from .retry import RetryPolicy, backoff_delay, parse_retry_after
+from .._secrets import redact
+from .sse import SSEError, aiter_sse
+from .._types import Response, Usage
+
+__all__ = ["Target", "run_call"]
+
+# A pooled 429 costs only a cooldown of one key (the retry goes to whichever key is free soonest), so
+# rate-limit retries get a far larger budget than errors: a batch must not lose an item to a busy key.
+RATE_LIMIT_RETRIES = 60
+# Without max_tokens, a TPM budget still needs an output estimate.
+DEFAULT_OUTPUT_ESTIMATE = 256
+
+
+@dataclass
+class Target:
+    """Where calls go: a pool of keys, a wire format, and the base URL for keys that have none."""
+
+    pool: KeyPool
+    wire_format: str
+    base_url: str | None = None
+    auth_header: str = "bearer"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    _providers: dict[tuple[str | None, str], Provider] = field(default_factory=dict, repr=False)
+
+    def provider_for(self, lease: Lease) -> Provider:
+        base_url = lease.key.base_url or self.base_url
+        auth = lease.key.auth_header or self.auth_header
+        provider = self._providers.get((base_url, auth))
+        if provider is None:
+            provider = self._providers[(base_url, auth)] = make_provider(self.wire_format, base_url, auth)
+        return provider
+
+
+class _Attempt:
+    """State of one HTTP attempt, kept so that errors can say what was delivered."""
+
+    __slots__ = ("deliver_text", "delivered", "first_token_at", "started", "state")
+
+    def __init__(self, deliver_text: bool) -> None:
+        self.deliver_text = deliver_text
+        self.started = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.state = StreamState()
+        self.delivered = False
+
+
+async def run_call(spec: CallSpec, target: Target, deliver_text: bool = True) -> AsyncIterator[str | Response]:
+    """Yield text deltas, then the Response (see module docstring).
+
+    With ``deliver_text=False`` only the Response is yielded: nobody sees partial text, so even a stream
+    that broke after some tokens may be retried.
+    """
+    errors, rate_limits = 0, 0
+    estimate = spec.estimated_prompt_tokens() + (spec.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
+    while True:
+        lease = await target.pool.acquire(target.wire_format, spec.model, estimate)
+        attempt = _Attempt(deliver_text)
+        try:
+            async for item in _attempt_once(spec, target, lease, attempt):
+                yield item
+            return
+        except (AuthenticationError, QuotaExhaustedError) as error:
+            # the key is unusable, not the request: disable it; the next acquire picks another key
+            lease.key_failed(_disable_reason(error))
+            error.key_alias = lease.alias
+            if attempt.delivered:
+                raise
+        except NbllmError as error:
+            delay = _retry_delay(error, lease, target, attempt, errors, rate_limits)
+            if delay is None and attempt.delivered and not isinstance(error, StreamInterruptedError):
+                # text was already shown: keep it, and say why the rest is missing
+                raise _interrupted(f"the provider sent an error mid-answer ({error})", attempt) from error
+            if delay is None:
+                raise
+            if isinstance(error, RateLimitError):
+                rate_limits += 1
+            else:
+                errors += 1
+                await asyncio.sleep(delay)
+        finally:
+            lease.released()  # no-op if the attempt already reported how it ended
+
+
+def _retry_delay(
+    error: NbllmError, lease: Lease, target: Target, attempt: _Attempt, errors: int, rate_limits: int
+) -> float | None:
+    """How long to wait before retrying ``error``, or None to raise it."""
+    if attempt.delivered or not error.retryable:
+        return None
+    if isinstance(error, RateLimitError):
+        if rate_limits >= RATE_LIMIT_RETRIES:
+            return None
+        delay = backoff_delay(0, target.retry, error.retry_after, random.random())
+        if delay is None:  # the server asked for a wait longer than we accept: stop using the key a while
+            lease.rate_limited(target.retry.max_retry_after)
+            return None
+        lease.rate_limited(delay)
+        return delay
+    lease.released(failed=True)
+    return backoff_delay(errors, target.retry, getattr(error, "retry_after", None), random.random())
+
+
+def _disable_reason(error: ProviderError) -> str:
+    what = "out of quota" if isinstance(error, QuotaExhaustedError) else "key refused"
+    return f"{what} (HTTP {error.status})" if error.status else what
+
+
+async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _Attempt) -> AsyncIterator[str | Response]:
+    provider = target.provider_for(lease)
+    request = provider.build_request(spec, lease.key.value)
+    try:
+        async with asyncio.timeout(target.timeouts.total):
+            async with get_transport().post(request.url, request.headers, request.body, target.timeouts) as http_response:
+                snapshot = parse_rate_limit_headers(http_response.headers, datetime.now(timezone.utc))
+                if http_response.status != 200:
+                    raise await _status_error(provider, http_response, lease, snapshot)
+                if spec.stream and media_type(http_response.headers) == "text/event-stream":
+                    async for text in _read_stream(provider, http_response, attempt):
+                        yield text
+                else:  # a non-stream call, or a compatible server that ignored stream=true
+                    await _read_json(provider, http_response, attempt)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"No complete answer within {target.timeouts.total:g}s (overall deadline); raise timeouts.total.",
+            kind="overall",
+        ) from None
+    except TransportTimeout as error:
+        raise _timeout_error(error, target.timeouts) from None
+    except TransportBroken as error:
+        raise _transport_error(error, attempt) from None
+    lease.succeeded(attempt.state.usage.total_tokens or None, snapshot)
+    yield _response(attempt, spec, lease, provider)
+
+
+async def _status_error(provider: Provider, http_response: HttpResponse, lease: Lease, snapshot) -> ProviderError:
+    body = (await http_response.aread()).decode("utf-8", "replace")
+    retry_after = parse_retry_after(http_response.headers, time.time())
+    error = provider.error_from_response(http_response.status, body, retry_after)
+    error.key_alias = lease.alias
+    lease.learn(snapshot)
+    return error
+
+
+async def _read_stream(provider: Provider, http_response: HttpResponse, attempt: _Attempt) -> AsyncIterator[str]:
+    state = attempt.state
+    events = aiter_sse(http_response)
+    while True:
+        try:
+            event = await anext(events)
+        except StopAsyncIteration:
+            break
+        except SSEError as error:  # an event over the size cap: a broken or hostile stream
+            raise _interrupted(str(error), attempt) from None
+        try:
+            text = provider.feed_event(state, event.event, event.data)
+        except ValueError:  # malformed JSON in an event: the stream can no longer be trusted
+            raise _interrupted("a malformed event arrived", attempt) from None
+        if text:
+            if attempt.first_token_at is None:
+                attempt.first_token_at = time.perf_counter()
+            if attempt.deliver_text:
+                attempt.delivered = True
+                yield text
+        if state.complete:
+            return
+    raise _interrupted("the stream ended before the provider said it was complete", attempt)
+
+
+async def _read_json(provider: Provider, http_response: HttpResponse, attempt: _Attempt) -> None:
+    raw = await http_response.aread()
+    try:
+        completion = provider.parse_completion(json.loads(raw))
+    except (ValueError, AttributeError):
+        raise _interrupted("the answer was not valid JSON", attempt) from None
+    state = attempt.state
+    state.text_parts = [completion.text]
+    state.usage, state.finish_reason, state.model = completion.usage, completion.finish_reason, completion.model
+    state.complete = True
+
+
+def _interrupted(why: str, attempt: _Attempt) -> StreamInterruptedError:
+    partial = attempt.state.text
+    return StreamInterruptedError(
+        f"Answer incomplete: {why} ({len(partial)} characters received). "
+        "The partial text is kept in .partial_text; run the prompt again for a full answer.",
+        partial_text=partial,
+        tokens_delivered=attempt.delivered,
+    )
+
+
+def _timeout_error(error: TransportTimeout, timeouts: Timeouts) -> RequestTimeoutError:
+    if error.kind == "connect":
+        return RequestTimeoutError(f"Could not connect within {timeouts.connect:g}s; check base_url and the network.", kind="connect")
+    return RequestTimeoutError(
+        f"No data for {timeouts.idle:g}s while waiting for the answer (idle timeout); raise timeouts.idle for slow models.",
+        kind="idle",
+    )
+
+
+def _transport_error(error: TransportBroken, attempt: _Attempt) -> NbllmError:
+    if attempt.state.text_parts:
+        return _interrupted(f"the connection broke ({redact(str(error))[:120]})", attempt)
+    return APIConnectionError(
+        f"Could not reach the server ({redact(str(error))[:200]}). "
+        "Check base_url and that the server is running."
+    )
+
+
+def _response(attempt: _Attempt, spec: CallSpec, lease: Lease, provider: Provider) -> Response:
+    state, now = attempt.state, time.perf_counter()
+    usage = state.usage if state.usage.total_tokens else Usage(spec.estimated_prompt_tokens(), len(state.text_parts))
+    return Response(
+        text=state.text,
+        usage=usage,
+        model=state.model or spec.model,
+        finish_reason=state.finish_reason,
+        latency=now - attempt.started,
+        time_to_first_token=(attempt.first_token_at - attempt.started) if attempt.first_token_at else None,
+        key_alias=lease.alias,
+        provider=provider.name,
+    )

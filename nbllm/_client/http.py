@@ -1,0 +1,190 @@
+"""The HTTP layer of the engine loop: one small interface, two transports, chosen by measurement.
+
+``post(url, headers, body, timeouts)`` is an async context manager yielding a response with ``status``,
+case-insensitive ``headers``, ``aiter_bytes()`` and ``aread()``; transport failures come out as
+``TransportTimeout`` (with ``kind``: connect / idle) or ``TransportBroken``. Nothing else in nbllm sees
+the HTTP library.
+
+- ``aiohttp`` (default): aiohttp's client directly. The client-overhead benchmark
+  (``benchmarks/bench_overhead.py``) measured httpx2's API over aiohttp (``httpx_aiohttp``) at about twice
+  the CPU per request of plain aiohttp, and httpx2's own transport higher still; going direct is what
+  brings nbllm near the aiohttp floor.
+- ``httpx2``: httpx's API through its maintained fork, for environments that standardise on it
+  (``pip install 'nbllm[httpx]'``).
+
+Set ``NBLLM_TRANSPORT=httpx2`` to swap; the choice and its numbers are in ``docs/ARCHITECTURE.md``
+("Transport").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .._engine import get_engine
+from .._exceptions import ConfigurationError
+
+__all__ = ["HttpResponse", "Timeouts", "TransportBroken", "TransportTimeout", "get_transport"]
+
+_MAX_CONNECTIONS = 1000
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """``connect``: to open a connection; ``idle``: the longest silence between two chunks of an answer;
+    ``total``: the whole call, retries excluded (None: no limit)."""
+
+    connect: float = 10.0
+    idle: float = 120.0
+    total: float | None = 600.0
+
+
+class TransportTimeout(Exception):
+    """Connect or idle timeout inside the transport (mapped to RequestTimeoutError by the client)."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(detail or kind)
+        self.kind = kind
+
+
+class TransportBroken(Exception):
+    """The connection could not be made or broke (mapped by the client)."""
+
+
+class HttpResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aread(self) -> bytes: ...
+
+
+class _AiohttpResponse:
+    __slots__ = ("_raw", "headers", "status")
+
+    def __init__(self, raw: Any) -> None:
+        self._raw, self.status, self.headers = raw, raw.status, raw.headers
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._raw.content.iter_any()
+
+    async def aread(self) -> bytes:
+        return await self._raw.read()
+
+
+class _AiohttpTransport:
+    """aiohttp's ClientSession, created lazily on the engine loop (sessions are loop-bound)."""
+
+    def __init__(self) -> None:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        self._session: Any = None
+
+    def _get_session(self) -> Any:
+        if self._session is None or self._session.closed:
+            connector = self._aiohttp.TCPConnector(limit=_MAX_CONNECTIONS, keepalive_timeout=30, ttl_dns_cache=300)
+            # trust_env re-reads the proxy variables and ~/.netrc on every request (measured: +568 µs of
+            # CPU per request, 3.7x the bare request), so it is on only where a proxy is configured
+            # no cookie jar: LLM APIs authenticate by header, and filtering cookies cost ~13 µs a request
+            self._session = self._aiohttp.ClientSession(
+                connector=connector, trust_env=_proxy_configured(), cookie_jar=self._aiohttp.DummyCookieJar()
+            )
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> AsyncIterator[HttpResponse]:
+        aiohttp = self._aiohttp
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
+        data = json.dumps(body, ensure_ascii=False).encode()
+        try:
+            async with self._get_session().post(url, data=data, headers=headers, timeout=timeout) as raw:
+                yield _AiohttpResponse(raw)
+        except aiohttp.ConnectionTimeoutError as error:
+            raise TransportTimeout("connect", str(error)) from None
+        except aiohttp.ServerTimeoutError as error:  # sock_read: no byte for `idle` seconds
+            raise TransportTimeout("idle", str(error)) from None
+        except aiohttp.ClientError as error:
+            raise TransportBroken(f"{type(error).__name__}: {error}") from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _proxy_configured() -> bool:
+    import urllib.request
+
+    return bool(urllib.request.getproxies())
+
+
+class _Httpx2Response:
+    __slots__ = ("_raw", "headers", "status")
+
+    def __init__(self, raw: Any) -> None:
+        self._raw, self.status, self.headers = raw, raw.status_code, raw.headers
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._raw.aiter_bytes()
+
+    async def aread(self) -> bytes:
+        return await self._raw.aread()
+
+
+class _Httpx2Transport:
+    """httpx2's AsyncClient with its own connection pool."""
+
+    def __init__(self) -> None:
+        try:
+            import httpx2
+        except ImportError:
+            raise ConfigurationError(
+                "NBLLM_TRANSPORT=httpx2 needs httpx2: pip install 'nbllm[httpx]' (or unset NBLLM_TRANSPORT "
+                "for the default aiohttp transport)."
+            ) from None
+        self._httpx = httpx2
+        limits = httpx2.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=200, keepalive_expiry=30)
+        self._client = httpx2.AsyncClient(limits=limits)
+
+    @contextlib.asynccontextmanager
+    async def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> AsyncIterator[HttpResponse]:
+        httpx = self._httpx
+        # pool=None: nbllm's own limits gate concurrency; a pool timeout would only fail healthy requests
+        timeout = httpx.Timeout(connect=timeouts.connect, read=timeouts.idle, write=30.0, pool=None)
+        try:
+            async with self._client.stream("POST", url, json=body, headers=dict(headers), timeout=timeout) as raw:
+                yield _Httpx2Response(raw)
+        except httpx.ConnectTimeout as error:
+            raise TransportTimeout("connect", str(error)) from None
+        except httpx.TimeoutException as error:
+            raise TransportTimeout("idle", str(error)) from None
+        except httpx.TransportError as error:
+            raise TransportBroken(f"{type(error).__name__}: {error}") from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+_transport: _AiohttpTransport | _Httpx2Transport | None = None
+
+
+def get_transport() -> _AiohttpTransport | _Httpx2Transport:
+    """The engine loop's shared transport, chosen by ``NBLLM_TRANSPORT`` (default ``aiohttp``)."""
+    global _transport
+    if _transport is None:
+        choice = os.environ.get("NBLLM_TRANSPORT", "aiohttp")
+        _transport = _Httpx2Transport() if choice == "httpx2" else _AiohttpTransport()
+        get_engine().on_shutdown(_close_transport)
+    return _transport
+
+
+async def _close_transport() -> None:
+    global _transport
+    transport, _transport = _transport, None
+    if transport is not None:
+        await transport.aclose()

@@ -1,0 +1,130 @@
+"""Native Anthropic Messages API (``POST {base_url}/v1/messages``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from ..._exceptions import ConfigurationError
+from ..._types import Usage
+from .base import CallSpec, Completion, HttpRequest, Provider, StreamState, error_for_status
+
+__all__ = ["AnthropicProvider"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+# Anthropic requires max_tokens; this is used when the caller gave none.
+DEFAULT_MAX_TOKENS = 1024
+
+AuthHeader = Literal["bearer", "x-api-key"]
+
+
+class AnthropicProvider(Provider):
+    """Anthropic Messages. ``base_url`` has no ``/v1``, as in the anthropic SDK.
+
+    ``auth_header`` is ``"bearer"`` (``Authorization: Bearer``, what the official SDK 2.x sends and what
+    some Anthropic-compatible endpoints require) or ``"x-api-key"`` (older clients and docs).
+    """
+
+    name = "anthropic"
+    default_base_url = "https://api.anthropic.com"
+
+    def __init__(self, base_url: str | None = None, auth_header: AuthHeader = "bearer") -> None:
+        super().__init__(base_url)
+        if auth_header not in ("bearer", "x-api-key"):
+            raise ConfigurationError(f"auth_header must be 'bearer' or 'x-api-key', not {auth_header!r}.")
+        self.auth_header = auth_header
+
+    def build_request(self, spec: CallSpec, api_key: str | None) -> HttpRequest:
+        system = [m["content"] for m in spec.messages if m["role"] in ("system", "developer")]
+        messages = [m for m in spec.messages if m["role"] not in ("system", "developer")]
+        body: dict[str, Any] = {
+            "model": spec.model,
+            "messages": messages,
+            "max_tokens": DEFAULT_MAX_TOKENS if spec.max_tokens is None else spec.max_tokens,
+        }
+        if system:
+            body["system"] = "\n\n".join(str(s) for s in system)
+        if spec.temperature is not None:
+            body["temperature"] = spec.temperature
+        if spec.stop:
+            body["stop_sequences"] = spec.stop
+        if spec.stream:
+            body["stream"] = True
+        body.update(spec.extra)
+        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        if api_key:
+            if self.auth_header == "bearer":
+                headers["authorization"] = f"Bearer {api_key}"
+            else:
+                headers["x-api-key"] = api_key
+        return HttpRequest(f"{self.base_url}/v1/messages", headers, body)
+
+    def parse_completion(self, body: Mapping[str, Any]) -> Completion:
+        text = "".join(b.get("text", "") for b in body.get("content") or () if b.get("type") == "text")
+        usage = body.get("usage") or {}
+        return Completion(
+            text=text,
+            usage=Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)),
+            finish_reason=body.get("stop_reason"),
+            model=body.get("model", ""),
+        )
+
+    def feed_event(self, state: StreamState, event: str, data: str) -> str | None:
+        kind = event if event and event != "message" else None
+        payload = json.loads(data) if data else {}
+        kind = kind or payload.get("type", "")
+        handler = _HANDLERS.get(kind)
+        # ping and event types added later by Anthropic are ignored, as its docs ask
+        return handler(self, state, payload) if handler else None
+
+    def error_details(self, body: Any) -> tuple[str, str]:
+        error = body.get("error") if isinstance(body, Mapping) else None
+        if isinstance(error, Mapping):
+            return str(error.get("type") or ""), str(error.get("message") or "")
+        return "", ""
+
+
+def _on_message_start(provider: AnthropicProvider, state: StreamState, payload: dict) -> None:
+    message = payload.get("message") or {}
+    state.model = message.get("model") or state.model
+    usage = message.get("usage") or {}
+    state.usage = Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
+
+
+def _on_block_delta(provider: AnthropicProvider, state: StreamState, payload: dict) -> str | None:
+    delta = payload.get("delta") or {}
+    if delta.get("type") == "text_delta" and delta.get("text"):
+        state.text_parts.append(delta["text"])
+        return delta["text"]
+    return None  # thinking, signature, tool-input JSON and citations are not answer text
+
+
+def _on_message_delta(provider: AnthropicProvider, state: StreamState, payload: dict) -> None:
+    delta = payload.get("delta") or {}
+    if delta.get("stop_reason"):
+        state.finish_reason = delta["stop_reason"]
+    usage = payload.get("usage") or {}
+    # output_tokens is cumulative; input_tokens may be repeated (or updated) here too
+    if usage.get("output_tokens") is not None:
+        state.usage.completion_tokens = int(usage["output_tokens"])
+    if usage.get("input_tokens"):
+        state.usage.prompt_tokens = int(usage["input_tokens"])
+
+
+def _on_message_stop(provider: AnthropicProvider, state: StreamState, payload: dict) -> None:
+    state.complete = True
+
+
+def _on_error(provider: AnthropicProvider, state: StreamState, payload: dict) -> None:
+    error_type, message = provider.error_details(payload)
+    raise error_for_status(provider.name, 0, error_type, message)
+
+
+_HANDLERS: dict[str, Any] = {
+    "message_start": _on_message_start,
+    "content_block_delta": _on_block_delta,
+    "message_delta": _on_message_delta,
+    "message_stop": _on_message_stop,
+    "error": _on_error,
+}

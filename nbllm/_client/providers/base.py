@@ -1,0 +1,158 @@
+"""What every provider implements: pure request building and response parsing, no I/O.
+
+A provider turns a ``CallSpec`` into an HTTP request and turns bytes that came back (a JSON body, or
+SSE events one by one) into text, usage and a finish reason. The client (``_client.py``) does the I/O.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..._exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    ProviderError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+)
+from ..._secrets import redact
+from ..._types import Message, Usage
+
+__all__ = ["CallSpec", "Completion", "HttpRequest", "Provider", "StreamState", "error_for_status"]
+
+
+@dataclass
+class CallSpec:
+    """Everything about one call except the key: what to ask and how."""
+
+    model: str
+    messages: list[Message]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    stream: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def estimated_prompt_tokens(self) -> int:
+        """A cheap upper-ish estimate (4 characters a token) used for TPM budgeting before sending."""
+        chars = sum(len(_content_text(m.get("content"))) for m in self.messages)
+        return chars // 4 + 4 * len(self.messages) + 1
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content blocks: [{"type": "text", "text": ...}, ...]
+        return " ".join(str(block.get("text", "")) for block in content if isinstance(block, Mapping))
+    return "" if content is None else str(content)
+
+
+@dataclass
+class HttpRequest:
+    url: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class Completion:
+    """A finished non-streamed answer, as parsed from the provider's JSON."""
+
+    text: str
+    usage: Usage
+    finish_reason: str | None
+    model: str
+
+
+@dataclass
+class StreamState:
+    """What a stream has delivered so far; ``complete`` only once the provider said it finished."""
+
+    text_parts: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    model: str = ""
+    complete: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+
+class Provider(abc.ABC):
+    """Base class: subclasses build requests and parse answers for one wire format."""
+
+    name = "base"
+    default_base_url = ""
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.base_url}>"
+
+    @abc.abstractmethod
+    def build_request(self, spec: CallSpec, api_key: str | None) -> HttpRequest:
+        """Method, URL, headers and JSON body for ``spec`` sent with ``api_key``."""
+
+    @abc.abstractmethod
+    def parse_completion(self, body: Mapping[str, Any]) -> Completion:
+        """Text, usage and finish reason of a non-streamed answer."""
+
+    @abc.abstractmethod
+    def feed_event(self, state: StreamState, event: str, data: str) -> str | None:
+        """Apply one SSE event to ``state``; return new text (if any). Raises ProviderError for errors."""
+
+    @abc.abstractmethod
+    def error_details(self, body: Any) -> tuple[str, str]:
+        """(error type/code, message) from an error body of this provider."""
+
+    def error_from_response(self, status: int, body_text: str, retry_after: float | None = None) -> ProviderError:
+        """Turn an HTTP error answer into the right NbllmError with a message that says what to do."""
+        try:
+            body = json.loads(body_text) if body_text else {}
+        except ValueError:
+            body = {}
+        error_type, message = self.error_details(body)
+        if not message:
+            message = body_text[:300]
+        return error_for_status(self.name, status, error_type, redact(message), retry_after)
+
+
+_QUOTA_TYPES = {"insufficient_quota", "billing_error", "billing_hard_limit_reached", "quota_exceeded"}
+
+_ADVICE = {
+    AuthenticationError: "The key was refused: check it, or remove it from the pool.",
+    QuotaExhaustedError: "The key's account is out of credit: top it up or use another key.",
+    BadRequestError: "The request was rejected as it is; check the model name and parameters.",
+    RateLimitError: "Still rate limited after retrying: lower the concurrency or add keys.",
+    ServerError: "The provider kept failing; try again later.",
+    ProviderError: "The provider returned an error.",
+}
+
+
+def error_for_status(
+    provider: str, status: int, error_type: str, message: str, retry_after: float | None = None
+) -> ProviderError:
+    """Choose the error class from the status and the provider's error type (never from the text)."""
+    cls: type[ProviderError]
+    if error_type in _QUOTA_TYPES or status == 402:
+        cls = QuotaExhaustedError
+    elif status in (401, 403) or error_type in ("authentication_error", "permission_error", "invalid_api_key"):
+        cls = AuthenticationError
+    elif status == 429 or error_type == "rate_limit_error":
+        cls = RateLimitError
+    elif status >= 500 or error_type in ("overloaded_error", "api_error", "server_error"):
+        cls = ServerError
+    elif 400 <= status < 500:
+        cls = BadRequestError
+    else:
+        cls = ProviderError
+    status_text = f"HTTP {status}" if status else "error in stream"
+    text = f"{provider} {status_text}: {message or error_type or 'no details'}. {_ADVICE[cls]}"
+    return cls(text, status=status or None, provider_message=message, error_type=error_type, retry_after=retry_after)

@@ -1,0 +1,129 @@
+"""When to retry a failed request, and how long to wait first. Pure: no clock, no I/O.
+
+The rules follow openai-python 3.x (``_base_client.py``), which the other SDKs copy:
+
+```python
+policy = RetryPolicy()
+if is_retryable_status(status, headers):
+    wait = backoff_delay(attempt, policy, parse_retry_after(headers, time.time()), random.random())
+    if wait is None:
+        ...  # give up: out of retries, or the server asked for a longer wait than we accept
+```
+
+- ``x-should-retry: true/false`` from the server overrides everything else.
+- Otherwise 408, 409, 429 and every 5xx (Anthropic's 529 "overloaded" included) are retried.
+- A server-requested wait (``retry-after-ms``, ``retry-after``) is honoured exactly when it is at most
+  ``max_retry_after``; a longer one means "do not retry" (the key pool cools the key down instead).
+- Without one: exponential backoff ``min(initial * 2**attempt, max_delay)``, shortened by up to
+  ``jitter`` so that many clients hit by the same outage do not come back in lockstep.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .._exceptions import ConfigurationError
+from .headers import lowercase_names
+
+__all__ = ["RetryPolicy", "backoff_delay", "is_retryable_status", "parse_retry_after"]
+
+_RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+# 2.0 ** 1024 overflows a float; any exponent past this already exceeds every sane max_delay.
+_MAX_EXPONENT = 62
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry.
+
+    ``max_retry_after``: a server-requested wait longer than this is not waited for; the error is
+    raised (or, in the key pool, the key cools down and another key takes the request).
+    """
+
+    max_retries: int = 4
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 120.0
+    jitter: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ConfigurationError(f"max_retries must be >= 0, got {self.max_retries}.")
+        for name in ("initial_delay", "max_delay", "max_retry_after"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be >= 0 seconds, got {getattr(self, name)}.")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigurationError(f"jitter must be between 0 and 1, got {self.jitter}.")
+
+
+def is_retryable_status(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether a response with this status (and these headers) is worth sending again."""
+    should_retry = lowercase_names(headers).get("x-should-retry", "").strip().lower()
+    if should_retry == "true":
+        return True
+    if should_retry == "false":
+        return False
+    return status in _RETRYABLE_STATUSES or status >= 500
+
+
+def _parse_seconds(value: str | None, scale: float = 1.0) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value) * scale
+    except ValueError:
+        return None
+    # nan/inf parse as floats but are not waits anyone meant to send.
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def _parse_http_date(value: str | None, now: float) -> float | None:
+    if value is None:
+        return None
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    # mktime_tz reads a missing zone as UTC, which is what RFC 7231 dates always are.
+    seconds = email.utils.mktime_tz(parsed) - now
+    return seconds if seconds >= 0 else None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds the server asked us to wait, or None if it did not say (usably).
+
+    ``retry-after-ms`` wins over ``retry-after``; the latter is seconds or an HTTP date, measured from
+    ``now`` (a UNIX timestamp). A header that is negative, in the past or unparsable is ignored.
+    """
+    lowered = lowercase_names(headers)
+    millis = _parse_seconds(lowered.get("retry-after-ms"), scale=0.001)
+    if millis is not None:
+        return millis
+    value = lowered.get("retry-after")
+    seconds = _parse_seconds(value)
+    if seconds is not None:
+        return seconds
+    return _parse_http_date(value, now)
+
+
+def backoff_delay(
+    attempt: int, policy: RetryPolicy, retry_after: float | None, rand: float
+) -> float | None:
+    """Seconds to wait before retry number ``attempt`` (0-based), or None to stop retrying.
+
+    ``rand`` is a number in [0, 1), passed in so the result is reproducible in tests.
+    A server-requested ``retry_after`` is returned unchanged: the key pool spreads the load itself.
+    """
+    if attempt < 0:
+        raise ValueError(f"attempt counts retries so far and cannot be negative, got {attempt}.")
+    if attempt >= policy.max_retries:
+        return None
+    if retry_after is not None and retry_after >= 0:
+        return retry_after if retry_after <= policy.max_retry_after else None
+    delay = min(policy.initial_delay * 2.0 ** min(attempt, _MAX_EXPONENT), policy.max_delay)
+    return delay * (1 - policy.jitter * rand)

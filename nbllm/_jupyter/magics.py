@@ -1,0 +1,343 @@
+"""``%load_ext nbllm``: the ``%%llm`` cell magic, ``%llm`` and ``%llm_config``.
+
+```
+%%llm -f json -o ans
+Return the result as JSON: {"expression": "{question}", "result": ?}
+```
+
+A ``%%llm`` cell becomes a top-level ``await __nbllm_cell__(line, body)`` through an input transformer
+(``docs/ARCHITECTURE.md``, "Magics as top-level await"): the answer streams on the kernel loop itself,
+so widget clicks still arrive, "Run All" keeps its order and an interrupt stops the answer. A magic
+cannot do that — IPython calls it synchronously and never awaits a coroutine it returns — so the
+registered ``%%llm`` magic is only the fallback for ``%autoawait off``: it runs the same coroutine on
+nbllm's engine and blocks.
+
+Settings are traitlets, so ``ipython_config.py`` can hold ``c.NbllmMagics.model = "openai:gpt-4o-mini"``;
+``%llm_config`` shows and changes them in a session. Keys are never typed into cells: ``api_key_env=``
+names the environment variable that holds one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import inspect
+import keyword
+import os
+import shlex
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
+
+from .cellrunner import CellRequest, CellRunner, GenerationInterrupted, llm_for, run_blocking
+from .._exceptions import ConfigurationError
+from .interpolate import interpolate
+from .._api import LLM
+from .render import FORMATS
+
+__all__ = ["ENTRY", "NbllmMagics", "load_ipython_extension", "parse_llm_cell", "rewrite_llm_cell",
+           "unload_ipython_extension"]
+
+ENTRY = "__nbllm_cell__"  # the name the rewritten cell awaits, kept in the user namespace
+_MAGIC = "%%llm"
+_SETTINGS = ("model", "format", "refresh_hz", "system", "temperature", "max_tokens", "stream",
+             "base_url", "api_key_env")
+
+
+def parse_llm_cell(lines: list[str]) -> tuple[str, str | None] | None:
+    """``(magic line, body)`` of a ``%%llm`` cell, ``(line, None)`` of a cell that is one ``%llm`` line."""
+    filled = [i for i, text in enumerate(lines) if text.strip()]
+    if not filled:
+        return None
+    first = lines[filled[0]].strip()
+    for magic, body in ((_MAGIC, "".join(lines[filled[0] + 1:])), (_MAGIC[1:], None)):
+        rest = first[len(magic):]
+        if first.startswith(magic) and (not rest or rest[0].isspace()):
+            if body is None and len(filled) > 1:
+                return None  # a %llm line among other code: left to IPython
+            return rest.strip(), body
+    return None  # not ours (``%%llm_other`` is another magic)
+
+
+def rewrite_llm_cell(lines: list[str], autoawait: bool = True) -> list[str]:
+    """The transformer's pure core: a ``%%llm`` / ``%llm`` cell as one await; other cells unchanged.
+
+    Without autoawait a ``%%llm`` cell is left to the registered magic, and a ``%llm`` line becomes the
+    call IPython would make, written out so that a prompt ending in ``?`` is not taken for a help request.
+    """
+    parsed = parse_llm_cell(lines)
+    if parsed is None:
+        return lines
+    line, body = parsed
+    if autoawait:
+        return [f"await {ENTRY}({line!r}, {body!r})\n"]
+    if body is None:
+        return [f"get_ipython().run_line_magic('llm', {line!r})\n"]
+    return lines
+
+
+class _CellTransformer:
+    """The input transformer, bound to one shell: follows ``%autoawait`` and keeps ``ENTRY`` defined."""
+
+    nbllm_transformer = True  # marker, so a reload finds and replaces an older instance
+    # keeps IPython's completeness check (terminal typing) off this transformer: a %%llm cell there must
+    # stay incomplete until its blank line, like any cell magic, instead of running after its first line
+    has_side_effects = True
+
+    def __init__(self, magics: NbllmMagics) -> None:
+        self.magics = magics
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        shell = self.magics.shell
+        rewritten = rewrite_llm_cell(lines, autoawait=_awaits_on_asyncio(shell))
+        if rewritten is not lines and shell.user_ns.get(ENTRY) is not self.magics.cell_entry:
+            shell.user_ns[ENTRY] = self.magics.cell_entry  # %reset clears the namespace
+        return rewritten
+
+
+@magics_class
+class NbllmMagics(Magics):
+    """``%%llm``, ``%llm`` and ``%llm_config``; every setting is configurable as ``c.NbllmMagics.<name>``."""
+
+    model = Unicode(None, allow_none=True,
+                    help="Model, e.g. 'openai:gpt-4o-mini' (default: nbllm's).").tag(config=True)
+    format = Enum(FORMATS, "markdown", help="How the finished answer is rendered.").tag(config=True)
+    refresh_hz = Float(10.0, min=0.5, max=30.0,
+                       help="Most output updates a second while streaming.").tag(config=True)
+    system = Unicode(None, allow_none=True, help="System prompt sent with every answer.").tag(config=True)
+    temperature = Float(None, allow_none=True,
+                        help="Sampling temperature (default: the provider's).").tag(config=True)
+    max_tokens = Int(None, allow_none=True,
+                     help="Most tokens in an answer (default: the provider's).").tag(config=True)
+    stream = Bool(True, help="Stream answers token by token (False: show them when complete).").tag(config=True)
+    base_url = Unicode(None, allow_none=True,
+                       help="An OpenAI-compatible server to use instead.").tag(config=True)
+    api_key_env = Unicode(None, allow_none=True,
+                          help="Name of the environment variable holding the key (never the key).").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.runner = CellRunner(shell)
+        # whole-line commands of %llm; any other line is a prompt ("%llm chat about rivers" asks the model)
+        self._subcommands: dict[str, Callable[[], Any]] = {
+            "status": self._status, "chat": self._show_chat, "chat reset": self._reset_chat,
+        }
+
+    # ---- %%llm and %llm -----------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-m", "--model", help="Model for this cell, e.g. openai:gpt-4o-mini.")
+    @argument("-s", "--system", help="System prompt for this cell.")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature.")
+    @argument("--max-tokens", type=int, help="Most tokens in the answer.")
+    @argument("-f", "--format", choices=FORMATS, help="How the finished answer is rendered.")
+    @argument("-o", "--output", metavar="NAME", help="Store the Response in this variable "
+              "(if interrupted: one with the partial text and finish_reason 'interrupted').")
+    @argument("--no-stream", action="store_true", help="Show the answer only when it is complete.")
+    @argument("-c", "--chat", action="store_true", help="Continue the conversation of earlier --chat cells.")
+    @argument("--reset", action="store_true", help="Start a new conversation first.")
+    @argument("--no-interpolate", action="store_true", help="Send {braces} as written, fill nothing.")
+    @line_cell_magic
+    def llm(self, line: str, cell: str | None = None) -> Any:
+        """Ask a model; the answer streams into the cell. ``{name}`` / ``{expr}`` are filled from your variables.
+
+        Cell: ``%%llm [options]`` then the prompt. Line: ``%llm PROMPT``, ``%llm [options] -- PROMPT``,
+        ``%llm status`` (the key pool), ``%llm chat`` / ``%llm chat reset`` (the --chat conversation).
+        """
+        result = self._dispatch(line, cell)
+        if not inspect.isawaitable(result):
+            return result  # a subcommand's table
+        run_blocking(result, self.shell)
+        return None  # the answer is already on screen; no Out[] repeat
+
+    def cell_entry(self, line: str, body: str | None = None) -> Awaitable[Any]:
+        """What a rewritten cell awaits (``body`` None: the ``%llm`` line form); interrupts show in one line."""
+        result = self._dispatch(line, body)  # options and {names} are checked now, before any await
+
+        async def answer() -> Any:
+            if not inspect.isawaitable(result):
+                return result  # a subcommand's table
+            try:
+                await result
+            except GenerationInterrupted:
+                raise
+            except asyncio.CancelledError:
+                raise GenerationInterrupted("the answer was stopped; the partial text is kept above") from None
+            return None  # the answer is already on screen; no Out[] repeat
+
+        return answer()
+
+    def _dispatch(self, line: str, body: str | None) -> Any:
+        """The answer to await for a prompt, or a subcommand's result."""
+        if body is not None:
+            return self.prepare(line, body)
+        handler = self._subcommands.get(" ".join(line.split()))
+        if handler is not None:
+            return handler()
+        options, prompt = _split_line(line)
+        if not prompt.strip():
+            raise UsageError("%llm needs a prompt: %llm PROMPT, or %llm [options] -- PROMPT.")
+        return self.prepare(options, prompt)
+
+    def prepare(self, line: str, body: str) -> Awaitable[Any]:
+        """Parse options and fill the prompt now (in the kernel thread); return the answer to await.
+
+        Mistakes found here (an unknown option, an undefined ``{name}``, an unset key variable) are
+        UsageErrors: IPython shows them in one line and "Run All" stops, as for any misused magic.
+        """
+        try:
+            return self._prepare(line, body)
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+
+    def _prepare(self, line: str, body: str) -> Awaitable[Any]:
+        args = _parse_options(self.llm, line)
+        if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
+            raise UsageError(f"-o needs a variable name, got {args.output!r}.")
+        if args.reset:
+            self.runner.history.clear()
+        prompt = body if args.no_interpolate else interpolate(body, self.shell.user_ns)
+        if not prompt.strip():
+            raise UsageError("The %%llm cell has no prompt: write it below the %%llm line.")
+        request = CellRequest(
+            prompt, fmt=args.format or self.format, output=args.output, chat=args.chat,
+            stream=self.stream and not args.no_stream, refresh_hz=self.refresh_hz,
+            overrides=_overrides(system=_pick(args.system, self.system),
+                                 temperature=_pick(args.temperature, self.temperature),
+                                 max_tokens=_pick(args.max_tokens, self.max_tokens)),
+        )
+        return self.runner.run(self.current_llm(args.model), request)
+
+    def current_llm(self, model: str | None = None) -> LLM:
+        """The cached LLM for the current settings (``model`` overrides the configured one)."""
+        return llm_for(model or self.model, self.base_url, self.api_key_env)
+
+    # ---- subcommands of %llm (dispatched through self._subcommands) --------------------------------
+    def _status(self) -> Any:
+        return self.current_llm().pool.status()
+
+    def _show_chat(self) -> None:
+        if not self.runner.history:
+            print("nbllm: no conversation yet; run a %%llm --chat cell.")
+        for message in self.runner.history:
+            content = str(message["content"]).replace("\n", " ")
+            print(f"{message['role']:>9}: {content[:100]}{'…' if len(content) > 100 else ''}")
+
+    def _reset_chat(self) -> None:
+        print(f"nbllm: conversation cleared ({len(self.runner.history)} messages).")
+        self.runner.history.clear()
+
+    # ---- %llm_config --------------------------------------------------------------------------------
+    @line_magic
+    def llm_config(self, line: str) -> Any:
+        """Show the %%llm settings, or change them: ``%llm_config model=openai:gpt-4o-mini format=text``.
+
+        Settings: model, format, refresh_hz, system, temperature, max_tokens, stream, base_url,
+        api_key_env (the NAME of an environment variable; keys never go into a notebook). ``none``
+        clears a setting. The same names work in ipython_config.py as ``c.NbllmMagics.<name>``.
+        """
+        for token in shlex.split(line):
+            name, sep, value = token.partition("=")
+            self._set(name.strip(), value.strip() if sep else None)
+        return SettingsTable({name: self._shown(name) for name in _SETTINGS})
+
+    def _set(self, name: str, value: str | None) -> None:
+        if name in ("api_key", "key"):
+            raise UsageError("A key typed into a cell ends up in the saved notebook. Put it in an environment "
+                             "variable (or .env) and use %llm_config api_key_env=NAME.")
+        if name not in _SETTINGS or value is None:
+            raise UsageError(f"Use NAME=VALUE with NAME one of {', '.join(_SETTINGS)}; got {name!r}.")
+        trait = self.traits()[name]
+        try:
+            parsed = None if value.lower() in ("none", "") and trait.allow_none else trait.from_string(value)
+            self.set_trait(name, parsed)
+        except (TraitError, ValueError) as error:
+            raise UsageError(f"{name}={value!r} is not valid: {error}") from None
+
+    def _shown(self, name: str) -> str:
+        value = getattr(self, name)
+        if name == "api_key_env" and value:
+            return f"{value} ({'set' if os.environ.get(value) else 'NOT set'})"  # the name, never the key
+        return "(default)" if value is None else str(value)
+
+
+class SettingsTable(dict):
+    """``%llm_config``'s result: a dict of setting -> shown value that renders as a table."""
+
+    def __repr__(self) -> str:
+        width = max(map(len, self), default=0)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in self.items())
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(v)}</td></tr>"
+                       for k, v in self.items())
+        return f"<table><tr><th>setting</th><th>value</th></tr>{rows}</table>"
+
+
+def _split_line(line: str) -> tuple[str, str]:
+    """``%llm [options] -- prompt`` -> (options, prompt); the prompt is never shell-split (apostrophes)."""
+    stripped = line.strip()
+    if stripped.startswith("--") and (len(stripped) == 2 or stripped[2].isspace()):
+        return "", stripped[2:].strip()
+    options, sep, prompt = stripped.partition(" -- ")
+    if sep:
+        return options, prompt.strip()
+    if stripped.startswith("-"):
+        raise UsageError("Put -- between the options and the prompt: %llm -f text -- PROMPT.")
+    return "", stripped
+
+
+def _awaits_on_asyncio(shell: Any) -> bool:
+    """Top-level await is on and runs on asyncio (not ``%autoawait trio``), as the rewritten cell needs."""
+    from IPython.core.async_helpers import _asyncio_runner
+
+    return bool(getattr(shell, "autoawait", False)) and getattr(shell, "loop_runner", None) is _asyncio_runner
+
+
+def _parse_options(magic: Any, line: str) -> Any:
+    """Options of ``%%llm`` split as a shell would: ``-s "Be brief."`` gives ``Be brief.`` without quotes.
+
+    (IPython's ``parse_argstring`` keeps the quotes, which would then be sent to the model.)
+    """
+    try:
+        argv = shlex.split(line)
+    except ValueError as error:
+        raise UsageError(f"Cannot read the %%llm options {line!r}: {error}.") from None
+    return magic.parser.parse_args(argv)
+
+
+def _pick(option: Any, setting: Any) -> Any:
+    return setting if option is None else option
+
+
+def _overrides(**values: Any) -> dict[str, Any]:
+    # only what is set, so the LLM's and the provider's defaults apply otherwise
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics and the ``%%llm`` transformer (again on reload, never twice)."""
+    magics = ipython.magics_manager.registry.get(NbllmMagics.__name__)
+    if not isinstance(magics, NbllmMagics):
+        magics = NbllmMagics(ipython)
+    ipython.register_magics(magics)
+    cleanup = ipython.input_transformers_cleanup
+    cleanup[:] = [t for t in cleanup if not getattr(t, "nbllm_transformer", False)]
+    cleanup.append(_CellTransformer(magics))
+    ipython.user_ns[ENTRY] = magics.cell_entry
+    ipython.user_ns_hidden[ENTRY] = magics.cell_entry  # keeps it out of %who and %reset's listing
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the transformer, ``ENTRY`` and the magics (the settings object stays for a reload)."""
+    cleanup = ipython.input_transformers_cleanup
+    cleanup[:] = [t for t in cleanup if not getattr(t, "nbllm_transformer", False)]
+    for namespace in (ipython.user_ns, ipython.user_ns_hidden):
+        namespace.pop(ENTRY, None)
+    table = ipython.magics_manager.magics
+    for kind, name in (("line", "llm"), ("cell", "llm"), ("line", "llm_config")):
+        if isinstance(getattr(table[kind].get(name), "__self__", None), NbllmMagics):
+            del table[kind][name]

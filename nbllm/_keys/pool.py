@@ -1,0 +1,298 @@
+"""KeyPool: many keys, per-key RPM/TPM, health, and a FIFO queue in front of them.
+
+    pool = KeyPool.from_env()                       # .env: API_KEY=sk-a,sk-b,sk-c and BASE_URL
+    pool = KeyPool(["sk-a", {"key": "sk-b", "rpm": 500, "alias": "team"}])
+    pool.status()                                   # table: alias, masked key, state, counts, limits
+
+Requests wait in arrival order. The head of the queue goes to the live key that can take it soonest
+(``_keystate.choose_key``), so faster or larger keys get proportionally more work and a slow or
+rate-limited key never sets the pace, as round robin would. A 429 cools down that key only; 401/403 or
+an exhausted quota disables it with the reason shown.
+
+``KeyPool(keys, shared="redis://host:6379/0")`` (or ``NBLLM_SHARED_POOL`` for ``from_env`` and the
+default pool) shares every key's limits, cooldowns and refusals with all processes using the same Redis
+(``_shared.py``); without it nothing here touches Redis or pays for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._exceptions import ConfigurationError, NoKeyAvailableError
+from .config import ApiKey, KeySpec, load_env, keys_from_env, to_api_key
+from .state import KeyState, choose_key
+from .status import PoolStatus
+from .snapshot import RateLimitSnapshot
+
+if TYPE_CHECKING:
+    from .shared import SharedLimits
+
+__all__ = ["KeyPool", "Lease"]
+
+DEFAULT_NAMESPACE = "nbllm:pool:"  # same as _shared_scripts (not imported: redis stays optional)
+
+
+@dataclass
+class _Waiter:
+    wire_format: str
+    model: str
+    tokens: float
+    future: asyncio.Future[Lease]
+
+
+class Lease:
+    """The right to send one request with one key. End it with exactly one of the report methods."""
+
+    __slots__ = ("_ended", "_pool", "granted_at", "state", "tokens")
+
+    def __init__(self, pool: KeyPool, state: KeyState, tokens: float, granted_at: float) -> None:
+        self._pool, self.state, self.tokens, self._ended = pool, state, tokens, False
+        self.granted_at = granted_at
+
+    @property
+    def key(self) -> ApiKey:
+        return self.state.key
+
+    @property
+    def alias(self) -> str:
+        return self.state.alias
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.alias} {self.key.masked}>"
+
+    def _end(self) -> bool:
+        if self._ended:
+            return False
+        self._ended = True
+        self._pool._changed()
+        return True
+
+    def learn(self, snapshot: RateLimitSnapshot) -> None:
+        """Take what the provider's headers say about the key, without ending the lease."""
+        if not snapshot.is_empty:
+            self.state.learn(snapshot, self._pool.clock())
+
+    def succeeded(self, used_tokens: int | None, snapshot: RateLimitSnapshot | None = None) -> None:
+        if self._end():
+            now = self._pool.clock()
+            self.state.finish(self.tokens, used_tokens, now)
+            if snapshot is not None and not snapshot.is_empty:
+                self.state.learn(snapshot, now)
+            if self._pool._shared is not None:
+                self._pool._shared.succeeded(self.state, self.tokens, used_tokens)
+
+    def rate_limited(self, retry_after: float, snapshot: RateLimitSnapshot | None = None) -> None:
+        if self._end():
+            now = self._pool.clock()
+            self.state.release()
+            if snapshot is not None and not snapshot.is_empty:
+                self.state.learn(snapshot, now)
+            self.state.cool_down(retry_after, now, self.granted_at)
+            if self._pool._shared is not None:
+                self._pool._shared.rate_limited(self.state, retry_after)
+
+    def key_failed(self, reason: str) -> None:
+        """The key itself is unusable (revoked, no permission, out of quota): disable it."""
+        if self._end():
+            self.state.release()
+            self.state.failed += 1
+            self.state.disabled = reason
+            if self._pool._shared is not None:
+                self._pool._shared.key_failed(self.state, reason)
+
+    def released(self, failed: bool = False) -> None:
+        """The request ended without telling anything about the key (cancelled, network error…)."""
+        if self._end():
+            self.state.release()
+            self.state.failed += failed
+
+
+class KeyPool:
+    """A set of keys with limits and health, shared by every call that uses it (see module docs).
+
+    ``shared``: a Redis URL to share limits and key health with other processes; ``namespace``: the
+    prefix of every Redis key the pool writes (pools with different namespaces share nothing).
+    """
+
+    def __init__(self, keys: Iterable[KeySpec] = (), *, clock: Callable[[], float] = time.monotonic,
+                 shared: str | None = None, namespace: str = DEFAULT_NAMESPACE) -> None:
+        api_keys = [to_api_key(spec, f"key-{i}") for i, spec in enumerate(keys, 1)]
+        aliases = [k.alias for k in api_keys]
+        if len(set(aliases)) != len(aliases):
+            raise ConfigurationError(f"Key aliases must be unique, got {aliases}.")
+        self.clock = clock
+        self._states = [KeyState(k) for k in api_keys]
+        # FIFO of requests waiting for a key; the head is served first (aiolimiter is not FIFO)
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self.simulated = False
+        self._shared: SharedLimits | None = None
+        if shared:
+            from .shared import SharedLimits
+
+            self._shared = SharedLimits(shared, self._states, namespace=namespace, clock=clock)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, *, dotenv: bool = True, shared: str | None = None) -> KeyPool:
+        """Keys from the environment and ``.env`` (see ``nbllm._keys``); may be empty.
+
+        ``NBLLM_SHARED_POOL`` (a Redis URL) shares the pool across processes unless ``shared`` is given;
+        ``NBLLM_SHARED_NAMESPACE`` changes the prefix of its Redis keys.
+        """
+        merged = load_env(dotenv) if env is None else dict(env)
+        shared = shared or merged.get("NBLLM_SHARED_POOL") or None
+        namespace = merged.get("NBLLM_SHARED_NAMESPACE") or DEFAULT_NAMESPACE
+        return cls(keys_from_env(merged, dotenv=False), shared=shared, namespace=namespace)
+
+    @property
+    def shared(self) -> SharedLimits | None:
+        """The Redis side of a shared pool (``.connected``, ``.processes``), or None for a local pool."""
+        return self._shared
+
+    async def aclose(self) -> None:
+        """Close a shared pool's Redis connections (done at exit for pools on nbllm's engine loop)."""
+        if self._shared is not None:
+            await self._shared.aclose()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __repr__(self) -> str:
+        live = sum(1 for s in self._states if not s.disabled)
+        shared = f", shared via {self._shared!r}" if self._shared is not None else ""
+        return f"<KeyPool {len(self._states)} keys ({live} live), {len(self._waiters)} waiting{shared}>"
+
+    @property
+    def keys(self) -> list[ApiKey]:
+        return [s.key for s in self._states]
+
+    def key_state(self, alias: str) -> KeyState:
+        for state in self._states:
+            if state.alias == alias:
+                return state
+        raise ConfigurationError(f"No key with alias {alias!r}; aliases: {[s.alias for s in self._states]}.")
+
+    def status_rows(self) -> list[dict]:
+        now = self.clock()
+        return [s.status_row(now) for s in self._states]
+
+    def status(self) -> PoolStatus:
+        """A table of every key (renders as HTML in a notebook, as text in a terminal)."""
+        return PoolStatus(self.status_rows())
+
+    def counts(self) -> dict[str, int]:
+        """Answered requests per key alias (the seed's ``cnt``)."""
+        return {s.alias: s.done for s in self._states}
+
+    async def acquire(self, wire_format: str, model: str, tokens: float) -> Lease:
+        """Wait (FIFO) until a key that serves ``model`` can take ``tokens`` more; raise if none ever can."""
+        if not self._states:
+            raise ConfigurationError("The key pool is empty: set OPENAI_API_KEY / API_KEY, or pass keys.")
+        future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(wire_format, model, tokens, future)
+        self._waiters.append(waiter)
+        self._ensure_dispatcher()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().released()  # granted just as we were cancelled: give it back
+            else:
+                self._forget(waiter)
+            raise
+
+    def _forget(self, waiter: _Waiter) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _ensure_dispatcher(self) -> None:
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+        self._wakeup.set()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        assert self._wakeup is not None
+        if self._shared is not None:
+            await self._shared.ready()
+        while self._waiters:
+            self._wakeup.clear()
+            wait = self._serve_head() if self._shared is None else await self._serve_head_shared()
+            if wait is None:
+                continue
+            try:
+                async with asyncio.timeout(wait if wait != math.inf else None):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+
+    def _serve_head(self) -> float | None:
+        """Grant or fail the head waiter; return how long to sleep, or None to look again at once."""
+        now = self.clock()
+        picked = self._pick_head(now)
+        if isinstance(picked, KeyState):
+            self._grant(picked, now)
+            return None
+        return picked
+
+    async def _serve_head_shared(self) -> float | None:
+        """``_serve_head`` for a shared pool: the key chosen locally must also get capacity in Redis."""
+        assert self._shared is not None
+        picked = self._pick_head(self.clock())
+        if not isinstance(picked, KeyState):
+            return picked
+        head = self._waiters[0]
+        verdict = await self._shared.take(picked, head.tokens)
+        if verdict.disabled:
+            picked.disabled = verdict.disabled  # refused in another process: never send it here
+        elif verdict.wait > 0:
+            picked.busy_until = self.clock() + verdict.wait  # other processes use it: choose again
+        elif not head.future.done():  # (if cancelled meanwhile, the capacity taken just goes unused)
+            self._grant(picked, self.clock())
+        return None
+
+    def _pick_head(self, now: float) -> KeyState | float | None:
+        """The key free now for the head waiter; else how long to sleep, or None to look again at once
+        (the head was cancelled, or failed because no key can ever serve it)."""
+        head = self._waiters[0]
+        if head.future.done():  # cancelled while waiting
+            self._waiters.popleft()
+            return None
+        choice = choose_key(self._states, head.wire_format, head.model, head.tokens, now)
+        if choice.state is None:
+            self._waiters.popleft()
+            head.future.set_exception(self._no_key_error(head, choice.candidates))
+            return None
+        if choice.wait <= 0 and choice.state.has_room():
+            return choice.state
+        return choice.wait
+
+    def _grant(self, state: KeyState, now: float) -> None:
+        head = self._waiters.popleft()
+        state.take(head.tokens, now)
+        head.future.set_result(Lease(self, state, head.tokens, now))
+
+    def _no_key_error(self, head: _Waiter, candidates: Sequence[KeyState]) -> NoKeyAvailableError:
+        if not candidates:
+            served = ", ".join(f"{s.alias} ({s.key.provider or 'any'})" for s in self._states)
+            return NoKeyAvailableError(
+                f"No key in the pool serves {head.wire_format} model {head.model!r}. Keys: {served}."
+                " Add a key for it, or check each key's provider/models."
+            )
+        reasons = "; ".join(f"{s.alias}: {s.disabled}" for s in candidates)
+        return NoKeyAvailableError(f"Every key for {head.model!r} is disabled ({reasons}). Fix or replace the keys.")

@@ -1,0 +1,222 @@
+"""Runtime state of one key, and the pure choice of which key takes the next request.
+
+Nothing here awaits or reads a clock: every method takes ``now``. The async queue around it lives in
+``_pool.py``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .bucket import LeakyBucket
+from .config import ApiKey
+from .snapshot import RateLimitSnapshot
+
+__all__ = ["KeyState", "choose_key"]
+
+# While a key's limits are unknown, how many requests it may have in flight (a burst any paid tier takes).
+# It grows by one per success and halves on a 429: additive increase, multiplicative decrease, as TCP
+# does for a link of unknown capacity.
+PROBE_IN_FLIGHT = 16
+MAX_IN_FLIGHT = 1024
+BUSY_RECHECK_SECONDS = 1.0
+# A 429 on a key whose limits nobody told us: guess its rate from what it accepted recently, then back off
+# multiplicatively on each further 429 and creep up on success (AIMD on the rate itself).
+RATE_WINDOW_SECONDS = 10.0
+RATE_GUESS_SHARE = 0.8
+RATE_DECREASE = 0.8
+RATE_INCREASE = 1.02
+# A guess never starts below this: with too few samples the estimate says nothing, and retry-after
+# cooldowns still protect a key that really is slower.
+MIN_GUESS_RPM = 60.0
+
+
+@dataclass(eq=False)
+class KeyState:
+    """Limits, health and counters of one key."""
+
+    key: ApiKey
+    rpm: LeakyBucket | None = None
+    tpm: LeakyBucket | None = None
+    learned_rpm: bool = False
+    learned_tpm: bool = False
+    guessed_rpm: bool = False  # rpm inferred from 429s, not told by the user or headers
+    last_decrease: float = -math.inf  # 429s of requests sent before this moment say nothing new
+    cooldown_until: float = 0.0
+    # capacity used elsewhere (other processes sharing the key through Redis, see ``_shared.py``)
+    busy_until: float = 0.0
+    disabled: str | None = None
+    in_flight: int = 0
+    in_flight_cap: float = PROBE_IN_FLIGHT
+    done: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    tokens: int = 0
+    # start times of recent requests, kept only while no limit is known (to guess one after a 429)
+    recent: collections.deque[float] = field(default_factory=collections.deque)
+
+    def __post_init__(self) -> None:
+        if self.key.rpm:
+            self.rpm = LeakyBucket(self.key.rpm)
+        if self.key.tpm:
+            self.tpm = LeakyBucket(self.key.tpm)
+        if self.limits_known:
+            self.in_flight_cap = MAX_IN_FLIGHT
+
+    @property
+    def alias(self) -> str:
+        return self.key.alias
+
+    @property
+    def limits_known(self) -> bool:
+        return self.rpm is not None or self.tpm is not None
+
+    def wait_time(self, tokens: float, now: float) -> float:
+        """Seconds until this key could take a request of ``tokens`` (inf if disabled)."""
+        if self.disabled:
+            return math.inf
+        wait = max(0.0, self.cooldown_until - now, self.busy_until - now)
+        if self.rpm is not None:
+            wait = max(wait, self.rpm.time_until(1, now))
+        if self.tpm is not None:
+            wait = max(wait, self.tpm.time_until(tokens, now))
+        return wait
+
+    def has_room(self) -> bool:
+        return self.in_flight < self.in_flight_cap
+
+    def load(self, now: float) -> float:
+        """How full the key is, 0..1+, used to spread requests in proportion to capacity."""
+        levels = [b.level / b.capacity for b in (self.rpm, self.tpm) if b is not None]
+        spread = self.in_flight / max(self.in_flight_cap, 1.0)
+        return max(levels) if levels else spread
+
+    def take(self, tokens: float, now: float) -> None:
+        if self.rpm is not None:
+            self.rpm.consume(1, now)
+        if self.tpm is not None:
+            self.tpm.consume(tokens, now)
+        self.in_flight += 1
+
+    def finish(self, estimated_tokens: float, used_tokens: int | None, now: float) -> None:
+        """A request ended with an answer: count it and correct the TPM estimate."""
+        self.in_flight = max(0, self.in_flight - 1)
+        self.done += 1
+        if self.rpm is None:  # remember what the key accepted, to guess its limit after a 429
+            self.recent.append(now)
+            while self.recent[0] < now - RATE_WINDOW_SECONDS:
+                self.recent.popleft()
+        if used_tokens is not None:
+            self.tokens += used_tokens
+            if self.tpm is not None:
+                self.tpm.adjust(used_tokens - estimated_tokens, now)
+        if not self.limits_known:
+            self.in_flight_cap = min(MAX_IN_FLIGHT, self.in_flight_cap + 1)
+        elif self.guessed_rpm and self.rpm is not None:
+            self.rpm.resize(self.rpm.rate_per_minute * RATE_INCREASE, now)
+
+    def release(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def cool_down(self, seconds: float, now: float, sent_at: float | None = None) -> None:
+        """A 429: stop sending on this key only, for ``seconds``; learn a rate if none is known."""
+        self.rate_limited += 1
+        self.cooldown_until = max(self.cooldown_until, now + seconds)
+        if sent_at is not None and sent_at < self.last_decrease:
+            return  # sent before the last correction: already accounted for
+        if not self.limits_known:
+            self._guess_rate(now)
+        elif self.guessed_rpm and self.rpm is not None:
+            self.rpm.resize(max(1.0, self.rpm.rate_per_minute * RATE_DECREASE), now)
+        self.last_decrease = now
+
+    def _guess_rate(self, now: float) -> None:
+        span = max(1.0, now - self.recent[0]) if self.recent else RATE_WINDOW_SECONDS
+        per_minute = max(MIN_GUESS_RPM, RATE_GUESS_SHARE * len(self.recent) / span * 60.0)
+        self.rpm = LeakyBucket(per_minute, level=0.0, last=now)
+        self.guessed_rpm, self.in_flight_cap = True, MAX_IN_FLIGHT
+        self.recent.clear()
+
+    def learn(self, snapshot: RateLimitSnapshot, now: float) -> None:
+        """Take limits the user did not give from the provider's headers, and respect 'remaining'."""
+        if snapshot.limit_requests and not self.key.rpm:
+            self.rpm, self.learned_rpm = _learned(self.rpm, snapshot.limit_requests, now), True
+            self.guessed_rpm = False
+        if snapshot.limit_tokens and not self.key.tpm:
+            self.tpm, self.learned_tpm = _learned(self.tpm, snapshot.limit_tokens, now), True
+        if self.limits_known:
+            self.in_flight_cap = MAX_IN_FLIGHT
+        _respect_remaining(self.rpm, snapshot.remaining_requests, snapshot.reset_requests, now)
+        _respect_remaining(self.tpm, snapshot.remaining_tokens, snapshot.reset_tokens, now)
+
+    def state_text(self, now: float) -> str:
+        if self.disabled:
+            return f"disabled: {self.disabled}"
+        if self.cooldown_until > now:
+            return f"cooling down {self.cooldown_until - now:.1f}s"
+        return "ready"
+
+    def status_row(self, now: float) -> dict:
+        return {
+            "alias": self.alias,
+            "masked": self.key.masked,
+            "provider": self.key.provider or "any",
+            "state": self.state_text(now),
+            "in_flight": self.in_flight,
+            "done": self.done,
+            "failed": self.failed,
+            "rate_limited": self.rate_limited,
+            "tokens": self.tokens,
+            "rpm": self.rpm.rate_per_minute if self.rpm else None,
+            "tpm": self.tpm.rate_per_minute if self.tpm else None,
+            "learned": self.learned_rpm or self.learned_tpm or self.guessed_rpm,
+        }
+
+
+def _learned(bucket: LeakyBucket | None, limit: float, now: float) -> LeakyBucket:
+    if bucket is None:
+        return LeakyBucket(limit, level=0.0, last=now)
+    if bucket.rate_per_minute != limit:
+        bucket.resize(limit, now)
+    return bucket
+
+
+def _respect_remaining(bucket: LeakyBucket | None, remaining: int | None, reset: float | None, now: float) -> None:
+    if bucket is None or remaining is None:
+        return
+    if remaining <= 0 and reset:
+        bucket.block_for(reset, now)
+    else:
+        bucket.set_available(remaining, now)
+
+
+@dataclass
+class Choice:
+    state: KeyState | None
+    wait: float = math.inf
+    candidates: list[KeyState] = field(default_factory=list)
+
+
+def choose_key(states: Iterable[KeyState], wire_format: str, model: str, tokens: float, now: float) -> Choice:
+    """The live key that can take this request soonest; among keys free now, the least loaded.
+
+    ``Choice.state`` is None when no key serves this model (``candidates`` empty) or every candidate is
+    disabled (``wait`` inf). A key with no room for another in-flight request counts as busy.
+    """
+    candidates = [s for s in states if s.key.serves(wire_format, model)]
+    best: KeyState | None = None
+    best_rank = (math.inf, math.inf)
+    for state in candidates:
+        wait = state.wait_time(tokens, now)
+        if wait == math.inf:
+            continue
+        if not state.has_room():
+            # the pool is woken when one of its requests ends; this is only a safety net
+            wait = max(wait, BUSY_RECHECK_SECONDS)
+        rank = (wait, state.load(now))
+        if rank < best_rank:
+            best, best_rank = state, rank
+    return Choice(best, best_rank[0], candidates)

@@ -1,0 +1,179 @@
+"""Batch progress as plain state plus its one-line formatting; nothing here displays anything.
+
+```python
+progress = BatchProgress(total=10_000, model="gpt-4o-mini")
+progress.item_done(ok=True, prompt_tokens=40, completion_tokens=12, key_alias="key-1")
+progress.format_line()  # e.g. '1 234/10 000 ✓1 230 ✗4 ⟲0 · 812 req/min · 95.3k tok/min · $0.041 · ETA 10:51'
+```
+
+Rates are measured over a sliding 30 s window so that the ETA follows the current pace (keys cooling
+down, a provider slowing) rather than the average since the start. Answers served from the store are
+counted (⟲) but are not requests: they would make a resumed batch look thousands of times faster. Every update is O(1) amortised:
+a batch of 100 000 items must not spend noticeable time on its own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Callable
+
+from .._format import format_cost, format_count, format_duration, format_tokens
+from .._pricing import estimate_cost
+
+__all__ = ["BatchProgress"]
+
+#: Width of the window (seconds) over which req/min, tok/min and the ETA are measured.
+WINDOW = 30.0
+
+
+class BatchProgress:
+    """Counters and recent rates of one batch; fed by ``item_done``, read by the displays."""
+
+    __slots__ = (
+        "total", "model", "done", "ok", "failed", "cached", "prompt_tokens", "completion_tokens",
+        "by_key", "_clock", "_start", "_window", "_window_tokens",
+    )
+
+    def __init__(self, total: int, model: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.model = model
+        self.done = self.ok = self.failed = self.cached = 0
+        # tokens actually spent; cached answers cost nothing and are not counted
+        self.prompt_tokens = self.completion_tokens = 0
+        # key alias -> items finished through that key
+        self.by_key: dict[str, int] = {}
+        self._clock = clock
+        self._start = clock()
+        # FIFO of (finish time, tokens) of the items finished in the last WINDOW seconds
+        self._window: deque[tuple[float, int]] = deque()
+        # sum of the token counts currently in _window, kept in step with it
+        self._window_tokens = 0
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The time source; the displays throttle on it too, so tests can drive both at once."""
+        return self._clock
+
+    def item_done(
+        self,
+        ok: bool,
+        cached: bool = False,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        key_alias: str | None = None,
+    ) -> None:
+        """Count one finished item (answered, failed, or served from the store)."""
+        now = self._clock()
+        self.done += 1
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        if key_alias is not None:
+            self.by_key[key_alias] = self.by_key.get(key_alias, 0) + 1
+        if cached:
+            self.cached += 1
+            return
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        tokens = prompt_tokens + completion_tokens
+        self._window.append((now, tokens))
+        self._window_tokens += tokens
+        self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        # each entry is appended once and popped once: O(1) amortised per item
+        window, horizon = self._window, now - WINDOW
+        while window and window[0][0] < horizon:
+            self._window_tokens -= window.popleft()[1]
+
+    def _span(self, now: float) -> float:
+        """Seconds the window covers: 30 s, or less at the start of the batch."""
+        return max(min(WINDOW, now - self._start), 1e-3)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def remaining(self) -> int:
+        return max(self.total - self.done, 0)
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self._start
+
+    @property
+    def requests_per_minute(self) -> float:
+        now = self._clock()
+        self._prune(now)
+        return len(self._window) * 60.0 / self._span(now)
+
+    @property
+    def tokens_per_minute(self) -> float:
+        now = self._clock()
+        self._prune(now)
+        return self._window_tokens * 60.0 / self._span(now)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the recent pace; ``None`` before the first item or after a 30 s stall."""
+        if self.done == 0:
+            return None
+        if self.remaining == 0:
+            return 0.0
+        per_minute = self.requests_per_minute
+        return self.remaining * 60.0 / per_minute if per_minute > 0 else None
+
+    @property
+    def cost(self) -> float | None:
+        return estimate_cost(self.model, self.prompt_tokens, self.completion_tokens)
+
+    def format_line(self) -> str:
+        """``"1 234/10 000 ✓1 230 ✗4 ⟲0 · 812 req/min · 95.3k tok/min · $0.041 · ETA 10:51"``."""
+        parts = [
+            f"{format_count(self.done)}/{format_count(self.total)} "
+            f"✓{format_count(self.ok)} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}",
+            f"{self.requests_per_minute:.0f} req/min",
+            f"{format_tokens(self.tokens_per_minute)} tok/min",
+        ]
+        cost, eta = self.cost, self.eta
+        if cost is not None:
+            parts.append(format_cost(cost))
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
+        return " · ".join(parts)
+
+    def format_dict(self) -> dict[str, Any]:
+        """The same numbers as ``format_line``, for ``tqdm.set_postfix`` (done/total is the bar's)."""
+        out: dict[str, Any] = {
+            "ok": self.ok,
+            "failed": self.failed,
+            "cached": self.cached,
+            "req/min": f"{self.requests_per_minute:.0f}",
+            "tok/min": format_tokens(self.tokens_per_minute),
+        }
+        cost, eta = self.cost, self.eta
+        if cost is not None:
+            out["cost"] = format_cost(cost)
+        if eta is not None:
+            out["ETA"] = format_duration(eta)
+        return out
+
+    def summary(self) -> str:
+        """One line for the end: ``"10 000 done in 12:18 · ✓9 996 ✗4 ⟲0 · 1.2M tokens · $0.410 · …"``."""
+        elapsed = self.elapsed
+        parts = [
+            f"{format_count(self.done)}/{format_count(self.total)} done in {format_duration(elapsed)}",
+            f"✓{format_count(self.ok)} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}",
+            f"{format_tokens(self.tokens)} tokens",
+        ]
+        cost = self.cost
+        if cost is not None:
+            parts.append(format_cost(cost))
+        parts.append(f"{self.done * 60.0 / max(elapsed, 1e-3):.0f} req/min average")
+        return " · ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<BatchProgress {self.format_line()}>"
