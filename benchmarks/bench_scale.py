@@ -49,7 +49,7 @@ def _score(texts: list[str | None], labels: list[int]) -> float:
 
 def _instrument() -> dict[str, float]:
     """Wrap the store's and the progress's entry points with per-thread CPU timers."""
-    from nbllm._api import llm as _llm
+    from nbllm._api import CallRunner
     from nbllm._progress import display as _progress_display, state as _progress
     from nbllm._store import store as _store
 
@@ -74,7 +74,7 @@ def _instrument() -> dict[str, float]:
     wrap(_progress.BatchProgress, "item_done", "progress")
     for name in ("start", "refresh", "close"):
         wrap(_progress_display.ProgressDisplay, name, "progress")
-    wrap(_llm.LLM, "_fingerprint", "fingerprints")  # computed only for the store (cache keys)
+    wrap(CallRunner, "_fingerprint", "fingerprints")  # computed only for the store (cache keys)
     return spent
 
 

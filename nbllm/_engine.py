@@ -8,6 +8,7 @@ covers every call in the process — magics, widgets, sync and async code alike 
   the engine and the caller awaits a wrapped future. Cancelling the caller cancels the engine task.
 - ``run_sync(coro)`` blocks any thread (including one whose loop is running, as in a kernel cell)
   until the engine finishes; Ctrl-C / a kernel interrupt cancels the engine task and re-raises.
+  Both take a ``tick`` called a few times a second while waiting (progress displays refresh on it).
 - ``aiter(agen)`` / ``iter_sync(agen)`` do the same for async generators (token streams).
 
 Async is the single implementation; everything sync in nbllm goes through this module.
@@ -120,18 +121,39 @@ def _shutdown_at_exit() -> None:
         _engine.shutdown()
 
 
-async def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` on the engine loop from any loop; cancelling the caller cancels the work."""
+async def run(coro: Coroutine[Any, Any, T], *, tick: Callable[[], Any] | None = None,
+              interval: float = _POLL_SECONDS) -> T:
+    """Await ``coro`` on the engine loop from any loop; cancelling the caller cancels the work.
+
+    With ``tick``, call it every ``interval`` seconds while waiting (a progress display's refresh). It
+    also keeps the caller's loop waking up, so a kernel interrupt — delivered as a cancellation that
+    lands only when the loop wakes — is noticed promptly.
+    """
     engine = get_engine()
     if engine.in_engine_thread:
         return await coro
     # wrap_future cancels the concurrent future when the awaiting task is cancelled, and
     # run_coroutine_threadsafe turns that into task.cancel() on the engine loop.
-    return await asyncio.wrap_future(engine.submit(coro))
+    future = asyncio.wrap_future(engine.submit(coro))
+    if tick is None:
+        return await future
+    try:
+        while not future.done():
+            await asyncio.wait({future}, timeout=interval)
+            if not future.done():
+                tick()
+        return future.result()
+    except BaseException:
+        future.cancel()  # asyncio.wait does not cancel what it waits for
+        raise
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Block the calling thread until ``coro`` finishes on the engine loop."""
+def run_sync(coro: Coroutine[Any, Any, T], *, tick: Callable[[], Any] | None = None,
+             interval: float = _POLL_SECONDS) -> T:
+    """Block the calling thread until ``coro`` finishes on the engine loop (``tick`` as in ``run``).
+
+    Ctrl-C or a kernel interrupt (``KeyboardInterrupt``) cancels the engine work and is re-raised.
+    """
     engine = get_engine()
     if engine.in_engine_thread:
         coro.close()
@@ -143,11 +165,11 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         while True:
             try:
-                return future.result(_POLL_SECONDS)
+                return future.result(interval)
             except concurrent.futures.TimeoutError:
-                continue
+                if tick is not None:
+                    tick()
     except BaseException:
-        # KeyboardInterrupt (kernel interrupt / Ctrl-C) or anything else: stop the engine work too.
         future.cancel()
         raise
 

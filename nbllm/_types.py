@@ -149,6 +149,19 @@ class LLMResult:
     generations: list[list[Generation]]
     llm_output: dict[str, Any] | None = None
 
+    @classmethod
+    def from_responses(cls, responses: Sequence[Response], model: str) -> LLMResult:
+        """One generation per response, and the summed token usage, as LangChain reports them."""
+        usage = Usage()
+        for response in responses:
+            usage += response.usage
+        generations = [
+            [Generation(r.text, {"finish_reason": r.finish_reason, "model": r.model, "latency": r.latency,
+                                 "key_alias": r.key_alias, "usage": r.usage.as_dict()})]
+            for r in responses
+        ]
+        return cls(generations=generations, llm_output={"token_usage": usage.as_dict(), "model_name": model})
+
 
 @dataclass
 class StreamEvent:

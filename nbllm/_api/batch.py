@@ -13,38 +13,41 @@ per-key table are shown on the caller's side, refreshed a few times a second at 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from .. import _engine
 from .._exceptions import BatchInterrupted, NoKeyAvailableError
-from .._progress import BatchProgress
-from .._progress import ProgressDisplay
+from .._progress import BatchProgress, ProgressDisplay
 from .._types import Failure, MessagesInput, Response
+from .runner import CallRunner, PreparedCall
 
-if TYPE_CHECKING:
-    from .llm import LLM
-
-__all__ = ["Batch", "BatchMixin"]
+__all__ = ["Batch"]
 
 _REFRESH_SECONDS = 0.25  # also keeps the caller's loop awake, so a kernel interrupt lands promptly
 
 
 class Batch:
-    """A running (or not yet started) batch; await it for the results list, or iterate it."""
+    """A running (or not yet started) batch; await it for the results list, or iterate it.
 
-    def __init__(self, llm: LLM, prompts: Sequence[MessagesInput], cache: bool, progress: str,
-                 concurrency: int, overrides: dict[str, Any]) -> None:
-        self.llm, self.prompts, self.cache = llm, list(prompts), cache
-        self.concurrency, self.overrides = concurrency, overrides
+    Made by ``LLM.amap``: ``runner`` makes each call; ``streaming`` sends stream requests (tokens are
+    not shown, so a broken stream is retried); ``on_results`` receives the results list when the batch
+    ends, also when it was interrupted (``LLM.last_results``).
+    """
+
+    def __init__(self, runner: CallRunner, prompts: Sequence[MessagesInput], *, cache: bool, progress: str,
+                 concurrency: int, streaming: bool = False, overrides: dict[str, Any] | None = None,
+                 on_results: Callable[[list[Any]], None] | None = None) -> None:
+        self.runner, self.prompts, self.cache = runner, list(prompts), cache
+        self.concurrency, self.streaming, self.overrides = concurrency, streaming, dict(overrides or {})
+        self.on_results = on_results
         self.id = uuid.uuid4().hex[:12]
         self.results: list[Response | Failure | None] = [None] * len(self.prompts)
-        self.progress = BatchProgress(len(self.prompts), model=llm._target()[1])
-        self.display = ProgressDisplay(self.progress, llm.pool.status_rows, mode=progress, desc="nbllm")
+        self.progress = BatchProgress(len(self.prompts), model=runner.model)
+        self.display = ProgressDisplay(self.progress, runner.pool.status_rows, mode=progress, desc="nbllm")
         self.stopped_by: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -53,10 +56,10 @@ class Batch:
     # ---- engine side ------------------------------------------------------------------------------
     async def _run(self, emit: Callable[[int, Any], None] | None = None) -> None:
         """On the engine: answer cached items, then run the rest with ``concurrency`` workers."""
-        specs, fingerprints = self._prepare()
-        pending = self._serve_cached(fingerprints, emit)
+        calls = self._prepare()
+        pending = self._serve_cached(calls, emit)
         todo = iter(pending)
-        workers = [asyncio.create_task(self._worker(todo, specs, emit)) for _ in range(min(self.concurrency, len(pending)) or 0)]
+        workers = [asyncio.create_task(self._worker(todo, calls, emit)) for _ in range(min(self.concurrency, len(pending)))]
         try:
             await asyncio.gather(*workers)
         except asyncio.CancelledError:
@@ -74,41 +77,41 @@ class Batch:
             file=sys.stderr,
         )
 
-    _fingerprints: list[str] | None = None
-
-    def _prepare(self) -> tuple[list[Any], list[str] | None]:
-        # streaming=True batches send stream requests (tokens are not shown, so a broken stream is retried)
-        specs = [self.llm._spec(p, self.llm.streaming, dict(self.overrides)) for p in self.prompts]
-        if self.llm.store is None:
-            return specs, None
-        # identical prompts in one batch are distinct samples: the n-th copy gets sample n
+    def _prepare(self) -> list[PreparedCall]:
+        """Every prompt as a call; identical prompts in one batch are distinct samples (the n-th copy
+        gets sample n), so a rerun finds each copy's own answer."""
+        store = self.runner.store
         seen: dict[str, int] = {}
-        fingerprints = []
-        for prompt, spec in zip(self.prompts, specs):
-            text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
-            sample = seen.get(text, 0)
-            seen[text] = sample + 1
-            fingerprints.append(self.llm._fingerprint(spec, sample))
-        self._fingerprints = fingerprints
-        return specs, fingerprints
+        calls = []
+        for prompt in self.prompts:
+            sample = 0
+            if store is not None:
+                text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+                sample = seen.get(text, 0)
+                seen[text] = sample + 1
+            calls.append(self.runner.prepare(prompt, stream=self.streaming, overrides=self.overrides,
+                                             sample=sample, fingerprint=store is not None))
+        return calls
 
-    def _serve_cached(self, fingerprints: list[str] | None, emit: Callable[[int, Any], None] | None) -> list[int]:
-        if fingerprints is None or not self.cache:
-            return list(range(len(self.prompts)))
-        hits = self.llm.store.lookup_many(fingerprints)  # type: ignore[union-attr]
+    def _serve_cached(self, calls: list[PreparedCall], emit: Callable[[int, Any], None] | None) -> list[int]:
+        """Finish every item the store already answered; return the indexes still to send."""
+        store = self.runner.store
+        if store is None or not self.cache:
+            return list(range(len(calls)))
+        hits = store.lookup_many(call.fingerprint for call in calls)  # type: ignore[misc]
         pending = []
-        for i, fingerprint in enumerate(fingerprints):
-            hit = hits.get(fingerprint)
+        for i, call in enumerate(calls):
+            hit = hits.get(call.fingerprint)  # type: ignore[arg-type]
             if hit is None:
                 pending.append(i)
-                continue
-            self._finish(i, hit, emit)
+            else:
+                self._finish(i, hit, emit)
         return pending
 
-    async def _worker(self, todo: Any, specs: list[Any], emit: Callable[[int, Any], None] | None) -> None:
+    async def _worker(self, todo: Any, calls: list[PreparedCall], emit: Callable[[int, Any], None] | None) -> None:
         for i in todo:
             try:
-                result: Response | Failure = await self._call(i, specs[i])
+                result: Response | Failure = await self.runner.answer(calls[i], cache=False, batch=self.id, index=i)
             except NoKeyAvailableError as error:
                 self.stopped_by = error
                 self._finish(i, Failure(error, self.prompts[i]), emit)
@@ -116,14 +119,6 @@ class Batch:
             except Exception as error:  # noqa: BLE001 - a failed item is recorded, the batch goes on
                 result = Failure(error, self.prompts[i])
             self._finish(i, result, emit)
-
-    async def _call(self, i: int, spec: Any) -> Response:
-        response = None
-        fingerprint = self._fingerprints[i] if self._fingerprints is not None else None
-        async for item in self.llm._execute(spec, cache=False, batch=self.id, index=i, fingerprint=fingerprint, deliver_text=False):
-            response = item
-        assert isinstance(response, Response)
-        return response
 
     def _finish(self, i: int, result: Response | Failure, emit: Callable[[int, Any], None] | None) -> None:
         self.results[i] = result
@@ -143,31 +138,20 @@ class Batch:
 
     async def _await_all(self) -> list[Response | Failure]:
         self.display.start()
-        future = asyncio.wrap_future(_engine.get_engine().submit(self._run()))
         try:
-            while not future.done():
-                await asyncio.wait({future}, timeout=_REFRESH_SECONDS)
-                self.display.refresh()
-            future.result()
+            await _engine.run(self._run(), tick=self.display.refresh, interval=_REFRESH_SECONDS)
         except BaseException as error:
-            future.cancel()
             self._raise_stopped(error)
         finally:
             self.display.close()
         return self._complete()
 
     def run_blocking(self) -> list[Response | Failure]:
+        """Run the batch while this thread blocks (``LLM.map``); same results as awaiting it."""
         self.display.start()
-        future = _engine.get_engine().submit(self._run())
         try:
-            while True:
-                try:
-                    future.result(_REFRESH_SECONDS)
-                    break
-                except concurrent.futures.TimeoutError:
-                    self.display.refresh()
+            _engine.run_sync(self._run(), tick=self.display.refresh, interval=_REFRESH_SECONDS)
         except BaseException as error:
-            future.cancel()
             self._raise_stopped(error)
         finally:
             self.display.close()
@@ -180,7 +164,7 @@ class Batch:
                 self.display.refresh()
                 yield i, result
         finally:
-            self.llm.last_results = self.results
+            self._keep()
             self.display.close()
 
     async def _completed_stream(self) -> AsyncIterator[tuple[int, Any]]:
@@ -205,7 +189,7 @@ class Batch:
 
     def _raise_stopped(self, error: BaseException) -> NoReturn:
         """Keep what finished; turn 'no key left' into BatchInterrupted, re-raise interrupts as they are."""
-        self.llm.last_results = self.results
+        self._keep()
         if not isinstance(error, NoKeyAvailableError):
             raise error  # an interrupt stays an interrupt; the engine side reports what was kept
         done, missing = self._kept()
@@ -216,26 +200,15 @@ class Batch:
         ) from error
 
     def _complete(self) -> list[Response | Failure]:
-        self.llm.last_results = self.results
+        self._keep()
         return self.results  # type: ignore[return-value]
+
+    def _keep(self) -> None:
+        if self.on_results is not None:
+            self.on_results(self.results)
 
 
 async def _settle(workers: list[asyncio.Task[None]]) -> None:
     for worker in workers:
         worker.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
-
-
-class BatchMixin:
-    """``amap``/``map`` for LLM (kept here so each module has one job)."""
-
-    def amap(self: LLM, prompts: Sequence[MessagesInput], *, cache: bool | None = None, progress: str | None = None,
-             concurrency: int | None = None, **overrides: Any) -> Batch:
-        """Run many prompts; ``await`` the result for a list in input order, or ``async for i, r in ...``."""
-        return Batch(self, prompts, True if cache is None else cache, progress or self.progress,
-                     concurrency or self.concurrency, overrides)
-
-    def map(self: LLM, prompts: Sequence[MessagesInput], *, cache: bool | None = None, progress: str | None = None,
-            concurrency: int | None = None, **overrides: Any) -> list[Response | Failure]:
-        """Blocking ``amap``: returns the list of results in input order."""
-        return self.amap(prompts, cache=cache, progress=progress, concurrency=concurrency, **overrides).run_blocking()

@@ -1,7 +1,10 @@
-"""Process-wide defaults: the key pool from the environment, or the embedded simulator when none.
+"""Where an LLM's calls go: its keys, wire format, server and store, resolved from its settings.
 
-With no key configured, nbllm answers from its simulator (``nbllm.sim``) on a loopback port and says
-so once, so every example and notebook runs offline; set a key and the same code talks to a provider.
+``resolve_route(settings)`` turns settings into a ``Route``: the model string resolved to a wire format
+and a model name, and the keys — those given (``api_key=``, ``keys=``, ``pool=``), else the pool read
+once per process from the environment, else the embedded simulator. With no key configured, nbllm
+answers from its simulator (``nbllm.sim``) on a loopback port and says so once, so every example and
+notebook runs offline; set a key and the same code talks to a provider.
 """
 
 from __future__ import annotations
@@ -11,10 +14,63 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from .._keys import KeyPool
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._client import Target, resolve_model
+from .._keys import ApiKey, KeyPool
 from .._store import Store, default_store_path
 
-__all__ = ["DefaultRoute", "default_model", "default_route", "reset_defaults", "shared_store"]
+if TYPE_CHECKING:
+    from .settings import LLMSettings
+
+__all__ = ["DefaultRoute", "Route", "default_model", "default_route", "reset_defaults", "resolve_route",
+           "resolve_store", "shared_store"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Resolved settings: the target of every call, the model name sent, and the label that keeps one
+    server's cached answers apart from another's (``"simulator"``, the base URL, or ``"default"``)."""
+
+    target: Target
+    model: str
+    endpoint: str
+
+
+def resolve_route(settings: LLMSettings) -> Route:
+    """Keys, wire format, base URL and model of ``settings`` (see module docstring)."""
+    pool, route = settings.explicit_pool, None
+    if pool is None:
+        route = default_route(simulate=False)
+        route = None if route is not None and route.simulated else route  # None: no key anywhere
+    model_string = settings.model or (default_model(route) if pool is None else "gpt-4o-mini")
+    wire_format, model, prefix_url = resolve_model(model_string, settings.provider)
+    explicit_url = settings.base_url or prefix_url
+    if pool is None and route is None:
+        if explicit_url:  # no key anywhere, but a server was named: a local one that needs no key
+            pool = KeyPool([ApiKey("", alias="no-key")])
+        else:
+            route = default_route()
+    if route is not None:
+        pool = route.pool
+    base_url = explicit_url or (route.base_url_for(wire_format) if route else None)
+    # the cache must not confuse simulator answers with a provider's, nor one server's with another's
+    endpoint = "simulator" if route and route.simulated else (explicit_url or "default")
+    assert pool is not None
+    target = Target(pool, wire_format, base_url, settings.auth_header, settings.retry, settings.timeouts)
+    return Route(target, model, endpoint)
+
+
+def resolve_store(setting: Store | str | Path | bool | None) -> Store | None:
+    """The store a ``store=`` setting names: the shared one (None/True), none (False), a path or a Store."""
+    if setting is False:
+        return None
+    if setting is None or setting is True:
+        return shared_store()
+    if isinstance(setting, Store):
+        return setting
+    return Store(setting)
 
 _lock = threading.Lock()
 _route: DefaultRoute | None = None

@@ -131,20 +131,10 @@ class CellRunner:
 async def _generate(llm: LLM, prompt: str | list[Message], request: CellRequest, view: LiveRenderer) -> Response:
     """Feed the answer into ``view`` (token by token unless ``--no-stream``) and return the Response."""
     if not request.stream:
-        response = await llm.ainvoke(prompt, **request.overrides)
+        response = await llm.runner.ainvoke(prompt, overrides=request.overrides)
         view.append(response.text)
         return response
-    response = None
-    async for event in llm.astream_events(prompt, **request.overrides):
-        if event.event == "on_llm_stream":
-            view.append(event.data["chunk"])
-        elif event.event == "on_llm_end":
-            response = event.data["output"]
-    if response is None:  # the stream always ends with on_llm_end or raises; keep mypy and readers sure
-        raise NbllmError("The answer ended without a final response.")
-    if not view.text:  # a cached answer arrives whole, without chunks
-        view.append(response.text)
-    return response
+    return await llm.runner.astream_into(prompt, view.append, overrides=request.overrides)
 
 
 def _show(data: dict[str, Any]) -> None:
@@ -170,20 +160,11 @@ def run_blocking(coro: Coroutine[Any, Any, T], shell: Any = None) -> T:
         finally:
             finished.set()
 
-    future = _engine.get_engine().submit(guarded())
     try:
-        while True:
-            try:
-                return future.result(0.1)
-            except TimeoutError:
-                continue
+        return _engine.run_sync(guarded())
     except KeyboardInterrupt:
-        future.cancel()
         finished.wait(_CLEANUP_SECONDS)
         raise GenerationInterrupted("the answer was stopped; the partial text is kept above") from None
-    except BaseException:
-        future.cancel()
-        raise
 
 
 def _parent_header(shell: Any) -> Any:

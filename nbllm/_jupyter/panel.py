@@ -35,8 +35,8 @@ from ipywidgets.widgets.widget import CallbackDispatcher
 from traitlets import Bool, Float, Int, Unicode, link, observe
 
 from .. import _engine
+from .._api import CallRunner, LLMSettings
 from .._exceptions import ConfigurationError, NbllmError
-from .._api import LLM
 from .panel_format import answer_html, history_html, live_stats_html, question_html, stats_html
 from .render import LiveRenderer, error_bundle
 from .._types import Message, Response, Usage
@@ -54,7 +54,7 @@ Running = Union["asyncio.Task[Response | None]", "concurrent.futures.Future[Resp
 class PromptPanel(widgets.VBox):
     """A prompt box, model settings, Send / Stop / Clear, the streamed answer and the conversation.
 
-    ``llm``: the ``nbllm.LLM`` to ask (default: ``LLM(model)``, keys from the environment or the
+    ``llm``: the ``nbllm.LLM`` to ask (default: one for ``model``, keys from the environment or the
     simulator). ``models``: the choices in the model box (default: the LLM's model and
     ``DEFAULT_MODELS``). ``system``, ``temperature``, ``max_tokens``: the initial settings (default:
     the LLM's, else no system prompt, 0.7 and 1024); they can be changed in the panel or as traits.
@@ -78,11 +78,13 @@ class PromptPanel(widgets.VBox):
     busy = Bool(False, read_only=True, help="True while an answer streams.")
     error = Unicode("", read_only=True, help="The last answer's error as 'Type: message' ('' if none).")
 
-    def __init__(self, llm: LLM | None = None, *, model: str | None = None, models: Sequence[str] | None = None,
+    def __init__(self, llm: Any = None, *, model: str | None = None, models: Sequence[str] | None = None,
                  system: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
                  refresh_hz: float = 10.0, **kwargs: Any) -> None:
-        self.llm = llm if llm is not None else LLM(model)
-        model = model or self.llm.model or ""
+        # the panel's calls go through the LLM's runner (its keys, limits and store), or one of its own
+        self.runner: CallRunner = llm.runner if llm is not None else CallRunner(LLMSettings(model))
+        settings = self.runner.settings
+        model = model or settings.model or ""
         self._build(_model_choices(model, models))
         kwargs.setdefault("layout", widgets.Layout(border="1px solid var(--jp-border-color2, #e0e0e0)",
                                                    padding="6px 8px"))
@@ -91,11 +93,11 @@ class PromptPanel(widgets.VBox):
         for name in ("prompt", "model", "system", "temperature", "max_tokens"):
             link((self, name), (self._controls[name], "value"))
         self.model, self.refresh_hz = model, refresh_hz
-        self.system = system if system is not None else (self.llm.system or "")
-        self.temperature = _first(temperature, self.llm.temperature, _DEFAULT_TEMPERATURE)
-        self.max_tokens = _first(max_tokens, self.llm.max_tokens, _DEFAULT_MAX_TOKENS)
+        self.system = system if system is not None else (settings.system or "")
+        self.temperature = _first(temperature, settings.temperature, _DEFAULT_TEMPERATURE)
+        self.max_tokens = _first(max_tokens, settings.max_tokens, _DEFAULT_MAX_TOKENS)
         self._history: list[Message] = []
-        self._llms: dict[str, LLM] = {}  # one LLM per other model chosen, so each keeps its pool
+        self._runners: dict[str, CallRunner] = {}  # one runner per other model chosen, each keeps its route
         self._answer_callbacks = CallbackDispatcher()
         self._task: Running | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the answer runs on
@@ -167,7 +169,7 @@ class PromptPanel(widgets.VBox):
         if not text.strip():
             raise ConfigurationError("The prompt is empty: type one in the box, or pass send('...').")
         messages = [*self._history, {"role": "user", "content": text}]
-        coro = self._run(text, messages, self._llm_for(self.model), self._overrides())
+        coro = self._run(text, messages, self._runner_for(self.model), self._overrides())
         self._begin(text)
         self._task, self._loop = _schedule(coro)
         self._task.add_done_callback(self._done)
@@ -225,7 +227,7 @@ class PromptPanel(widgets.VBox):
         self.stats_view.value = live_stats_html(0, 0.0, None)
         self.error_view.value = ""
 
-    async def _run(self, prompt: str, messages: list[Message], llm: LLM,
+    async def _run(self, prompt: str, messages: list[Message], runner: CallRunner,
                    overrides: dict[str, Any]) -> Response | None:
         """The task Send starts: stream, then record the turn; Stop ends it with the partial answer."""
         self._current = asyncio.current_task()
@@ -233,14 +235,14 @@ class PromptPanel(widgets.VBox):
         try:
             if self._stopping:  # Stop came before this task's first step
                 raise asyncio.CancelledError
-            response = await self._stream(llm, messages, overrides, view)
+            response = await self._stream(runner, messages, overrides, view)
         except asyncio.CancelledError:
             if not self._stopping:  # an interrupt or a cancel from outside: not ours to swallow
                 self._end(None)
                 raise
             _uncancel()
             view.finish()  # (already done unless it was stopped before it started)
-            response = Response(view.text, Usage(completion_tokens=self._chunks), model=llm.model or "",
+            response = Response(view.text, Usage(completion_tokens=self._chunks), model=runner.settings.model or "",
                                 finish_reason="stopped", latency=time.monotonic() - self._started,
                                 time_to_first_token=self._first_token)
         except Exception as error:  # noqa: BLE001 - shown in the panel; nobody awaits a clicked Send
@@ -250,25 +252,16 @@ class PromptPanel(widgets.VBox):
         self._end(response, prompt)
         return response
 
-    async def _stream(self, llm: LLM, messages: list[Message], overrides: dict[str, Any],
+    async def _stream(self, runner: CallRunner, messages: list[Message], overrides: dict[str, Any],
                       view: LiveRenderer) -> Response:
-        response = None
         async with view:
             try:
-                async for event in llm.astream_events(messages, **overrides):
-                    if event.event == "on_llm_stream":
-                        self._on_chunk(event.data["chunk"], view)
-                    elif event.event == "on_llm_end":
-                        response = event.data["output"]
+                return await runner.astream_into(messages, lambda chunk: self._on_chunk(chunk, view),
+                                                 overrides=overrides)
             except asyncio.CancelledError:
                 if self._stopping:
                     view.finish()  # final markdown without the renderer's "interrupted"; _show adds "(stopped)"
                 raise
-            if response is None:
-                raise NbllmError("The answer ended without a final response.")
-            if not view.text:  # an answer from the store arrives whole, without chunks
-                view.append(response.text)
-        return response
 
     def _on_chunk(self, chunk: str, view: LiveRenderer) -> None:
         if self._first_token is None:
@@ -326,26 +319,14 @@ class PromptPanel(widgets.VBox):
         return {"system": self.system.strip() and self.system or None,
                 "temperature": self.temperature, "max_tokens": self.max_tokens}
 
-    def _llm_for(self, model: str) -> LLM:
-        """The panel's LLM for its own model; for another model, a sibling LLM with the same keys."""
+    def _runner_for(self, model: str) -> CallRunner:
+        """The panel's runner for its own model; for another model, one with the same keys and settings."""
         model = model.strip()
-        if not model or model == (self.llm.model or ""):
-            return self.llm
-        if model not in self._llms:
-            self._llms[model] = _sibling(self.llm, model)
-        return self._llms[model]
-
-
-def _sibling(llm: LLM, model: str) -> LLM:
-    """An LLM like ``llm`` (keys, server, store, callbacks, limits) for another model.
-
-    Reads two of LLM's private settings: LLM has no public "same but another model" copy yet.
-    """
-    sibling = LLM(model, base_url=llm.base_url, pool=llm._explicit_pool, store=llm._store_setting,
-                  callbacks=llm.callbacks, timeouts=llm.timeouts, concurrency=llm.concurrency,
-                  auth_header=llm.auth_header, max_retries=llm.retry.max_retries, **llm.model_kwargs)
-    sibling.retry = llm.retry  # the whole policy, not only its retry count
-    return sibling
+        if not model or model == (self.runner.settings.model or ""):
+            return self.runner
+        if model not in self._runners:
+            self._runners[model] = self.runner.for_model(model)
+        return self._runners[model]
 
 
 def _model_choices(model: str, models: Sequence[str] | None) -> list[str]:
