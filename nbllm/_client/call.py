@@ -32,7 +32,7 @@ from .._keys import KeyPool, Lease
 from .providers import CallSpec, Provider, StreamState, make_provider
 from .ratelimits import parse_rate_limit_headers
 from .headers import media_type
-from .retry import RetryPolicy, backoff_delay, parse_retry_after
+from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
 from .._secrets import redact
 from .sse import SSEError, aiter_sse
 from .._types import Response, Usage
@@ -173,6 +173,8 @@ async def _status_error(provider: Provider, http_response: HttpResponse, lease: 
     retry_after = parse_retry_after(http_response.headers, time.time())
     error = provider.error_from_response(http_response.status, body, retry_after)
     error.key_alias = lease.alias
+    # the one retry rule (status, x-should-retry); the error class only says what went wrong
+    error.retryable = is_retryable_status(http_response.status, http_response.headers)
     lease.learn(snapshot)
     return error
 

@@ -1,6 +1,9 @@
 """When to retry a failed request, and how long to wait first. Pure: no clock, no I/O.
 
-The rules follow openai-python 3.x (``_base_client.py``), which the other SDKs copy:
+``is_retryable_status`` is the one rule for error answers: the client applies it to every non-200
+response (``nbllm._client.call``). Errors that arrive inside a 200 stream have no status; they are
+retried by their kind (overloaded and server errors are, bad requests are not). The rules follow
+openai-python 3.x (``_base_client.py``), which the other SDKs copy:
 
 ```python
 policy = RetryPolicy()

@@ -132,7 +132,7 @@ _ADVICE = {
     BadRequestError: "The request was rejected as it is; check the model name and parameters.",
     RateLimitError: "Still rate limited after retrying: lower the concurrency or add keys.",
     ServerError: "The provider kept failing; try again later.",
-    ProviderError: "The provider returned an error.",
+    ProviderError: "The provider kept returning this error; try again later.",
 }
 
 
@@ -149,6 +149,8 @@ def error_for_status(
         cls = RateLimitError
     elif status >= 500 or error_type in ("overloaded_error", "api_error", "server_error"):
         cls = ServerError
+    elif status in (408, 409):  # a timeout or a conflict on the provider's side: worth sending again
+        cls = ProviderError
     elif 400 <= status < 500:
         cls = BadRequestError
     else:

@@ -1,0 +1,123 @@
+"""Small real servers that misbehave, one behaviour per path, and what nbllm does about each.
+
+``scripted_server`` serves, on a loopback port, a list of canned answers per path, in order (the
+last one repeats). Each test points an ``LLM`` at one path and checks what the user gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+import nbllm
+
+OK_BODY = {
+    "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+}
+
+
+@dataclass
+class Canned:
+    """One answer of a scripted server."""
+
+    status: int = 200
+    body: Any = field(default_factory=lambda: OK_BODY)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ScriptedServer:
+    """An aiohttp server in a thread: ``script(path, [Canned, ...])``, then ``url(path)``."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, list[Canned]] = {}
+        self.hits: dict[str, int] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def script(self, path: str, answers: list[Canned]) -> str:
+        self.scripts[path] = answers
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        self.requests.append((path, dict(request.headers)))
+        answers = self.scripts.get(path.removesuffix("/chat/completions"), [Canned(404, {"error": "no script"})])
+        n = self.hits.get(path, 0)
+        self.hits[path] = n + 1
+        canned = answers[min(n, len(answers) - 1)]
+        body = canned.body if isinstance(canned.body, (bytes, str)) else json.dumps(canned.body)
+        headers = {"content-type": "application/json", **canned.headers}
+        return web.Response(status=canned.status, body=body, headers=headers)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._started.set()
+        self._loop.run_forever()
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        self._started.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
+
+
+def fast_retry_llm(base_url: str, **kw: Any) -> nbllm.LLM:
+    llm = nbllm.LLM("openai:gpt-4o-mini", base_url=base_url, api_key="sk-hostile-test-0001", store=False, **kw)
+    llm.retry = nbllm.RetryPolicy(initial_delay=0.01, max_delay=0.02)
+    return llm
+
+
+# ---- retry classes: one rule (status + x-should-retry) ---------------------------------------------
+
+@pytest.mark.parametrize(
+    ("first", "retried"),
+    [
+        (Canned(408, {"error": {"message": "request timeout"}}), True),
+        (Canned(409, {"error": {"message": "conflict"}}), True),
+        (Canned(400, {"error": {"message": "try me again"}}, {"x-should-retry": "true"}), True),
+        (Canned(500, {"error": {"message": "do not retry"}}, {"x-should-retry": "false"}), False),
+        (Canned(503, {"error": {"message": "unavailable"}}), True),
+        (Canned(400, {"error": {"message": "bad"}}), False),
+    ],
+    ids=["408", "409", "400+x-should-retry:true", "500+x-should-retry:false", "503", "400"],
+)
+def test_one_retry_rule_for_error_answers(scripted_server: ScriptedServer, first: Canned, retried: bool) -> None:
+    url = scripted_server.script("/v1", [first, Canned()])
+    llm = fast_retry_llm(url)
+    if retried:
+        assert llm.invoke("hi").text == "fine"
+        assert scripted_server.hits["/v1/chat/completions"] == 2
+    else:
+        with pytest.raises(nbllm.ProviderError) as caught:
+            llm.invoke("hi")
+        assert caught.value.status == first.status
+        assert scripted_server.hits["/v1/chat/completions"] == 1
