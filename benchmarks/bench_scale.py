@@ -49,7 +49,7 @@ def _score(texts: list[str | None], labels: list[int]) -> float:
 
 def _instrument() -> dict[str, float]:
     """Wrap the store's and the progress's entry points with per-thread CPU timers."""
-    from nbllm._api import CallRunner
+    from nbllm._call import CallRunner
     from nbllm._progress import display as _progress_display, state as _progress
     from nbllm._store import store as _store
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._api import Batch
+from ._api import LLM, Batch
 from ._callbacks import BaseCallbackHandler, StreamingStdOutCallbackHandler
+from ._client import RetryPolicy, Timeouts
 from ._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -30,11 +31,7 @@ from ._exceptions import (
     ServerError,
     StreamInterruptedError,
 )
-from ._client import Timeouts
-from ._keys import ApiKey
-from ._api import LLM
-from ._keys import KeyPool
-from ._client import RetryPolicy
+from ._keys import ApiKey, KeyPool
 from ._store import Store
 from ._types import Failure, Generation, LLMResult, Response, StreamEvent, Usage
 

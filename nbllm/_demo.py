@@ -46,7 +46,7 @@ def _table(n: int, serial: float, concurrent: float) -> str:
 def main(n: int = 10, model: str | None = None) -> float:
     """Print the serial/concurrent table and stream a song; return the speedup."""
     llm = LLM(model, temperature=0.9, store=False)
-    print(f"nbllm demo — model {llm._target()[1]!r}, {n} calls of {PROMPT!r}\n")
+    print(f"nbllm demo — model {llm.runner.model!r}, {n} calls of {PROMPT!r}\n")
     llm.invoke(PROMPT)  # warm up: connection and simulator start-up are not what we measure
     concurrent = asyncio.run(_generate_concurrently(llm, n))
     serial = _generate_serially(llm, n)

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["Engine", "aiter_on_engine", "get_engine", "iter_on_engine", "run", "run_sync"]
+__all__ = ["Engine", "aiter_on_engine", "get_engine", "iter_on_engine", "run", "run_sync", "running_engine"]
 
 T = TypeVar("T")
 
@@ -106,13 +106,21 @@ _engine_lock = threading.Lock()
 def get_engine() -> Engine:
     """The process's engine, started on first use (and again in a forked child)."""
     global _engine
+    engine = running_engine()
+    if engine is not None:
+        return engine
+    with _engine_lock:
+        if running_engine() is None:
+            _engine = Engine()
+        return _engine  # type: ignore[return-value]
+
+
+def running_engine() -> Engine | None:
+    """The process's engine if one is running, without starting one."""
     engine = _engine
     if engine is not None and engine.pid == os.getpid() and engine.thread.is_alive():
         return engine
-    with _engine_lock:
-        if _engine is None or _engine.pid != os.getpid() or not _engine.thread.is_alive():
-            _engine = Engine()
-        return _engine
+    return None
 
 
 @atexit.register

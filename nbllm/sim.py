@@ -9,6 +9,13 @@ Standalone: ``nbllm sim --port 8765``. With no key configured, ``nbllm.LLM()`` s
 
 from __future__ import annotations
 
-from ._sim import Faults, KeyProfile, SimConfig, Simulator, default_simulator, serve_forever
+from ._sim import (
+    Faults,
+    KeyProfile,
+    SimConfig,
+    Simulator,
+    default_simulator,
+    serve_forever,
+)
 
 __all__ = ["Faults", "KeyProfile", "SimConfig", "Simulator", "default_simulator", "serve_forever"]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from nbllm._api.route import reset_defaults
+from nbllm._call import reset_defaults
 from nbllm._sim import KeyProfile, SimConfig, Simulator
 
 KEY_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "API_KEY", "BASE_URL", "OPENAI_BASE_URL",

@@ -18,7 +18,7 @@ from IPython.testing import globalipapp
 from traitlets.config import Config
 
 from nbllm import Response
-from nbllm._jupyter.cellrunner import GenerationInterrupted, llm_for, run_blocking
+from nbllm._jupyter.cellrunner import GenerationInterrupted, run_blocking, runner_for
 from nbllm._exceptions import AuthenticationError
 from nbllm._jupyter.magics import ENTRY, NbllmMagics, _split_line, parse_llm_cell, rewrite_llm_cell
 from nbllm._jupyter.render import LiveRenderer, error_bundle, extract_code, fence, note_for, render_bundle, streaming_bundle
@@ -204,11 +204,11 @@ def test_options_override_settings(ip, monkeypatch):
 def test_one_llm_per_settings_combination(monkeypatch, fast_sim):
     monkeypatch.setenv("NBLLM_TEST_KEY", GOOD_KEY)
     base = fast_sim.base_url + "/v1"
-    assert llm_for("m", base, "NBLLM_TEST_KEY") is llm_for("m", base, "NBLLM_TEST_KEY")
-    assert llm_for("m", base, "NBLLM_TEST_KEY") is not llm_for("other", base, "NBLLM_TEST_KEY")
+    assert runner_for("m", base, "NBLLM_TEST_KEY") is runner_for("m", base, "NBLLM_TEST_KEY")
+    assert runner_for("m", base, "NBLLM_TEST_KEY") is not runner_for("other", base, "NBLLM_TEST_KEY")
     monkeypatch.delenv("NBLLM_TEST_KEY")
     with pytest.raises(Exception, match="NBLLM_TEST_KEY is not set"):
-        llm_for("m", base, "NBLLM_TEST_KEY")
+        runner_for("m", base, "NBLLM_TEST_KEY")
 
 
 # ---- the renderer ------------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ def test_cell_streams_binds_output_and_sends_braces_intact(pointed, capsys):
     assert json.loads(extract_code(ans.text)[0])["expression"] == "37 + 12 x 5"
     assert ans.text in capsys.readouterr().out
     # what was sent, as nbllm recorded it: the template's JSON braces exactly as written
-    store = _magics(pointed).current_llm().store
+    store = _magics(pointed).current_runner().store
     sent = json.loads(list(store.rows())[-1]["request_json"])
     assert sent["messages"][-1]["content"] == template.replace("{question}", "37 + 12 x 5")
 

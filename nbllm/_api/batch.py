@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import Any, NoReturn
 
 from .. import _engine
+from .._call import CallRunner, PreparedCall
 from .._exceptions import BatchInterrupted, NoKeyAvailableError
 from .._progress import BatchProgress, ProgressDisplay
 from .._types import Failure, MessagesInput, Response
-from .runner import CallRunner, PreparedCall
 
 __all__ = ["Batch"]
 

@@ -20,13 +20,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from .. import _engine
+from .._call import CallRunner, LLMSettings
 from .._exceptions import ConfigurationError
 from .._keys import KeyPool
 from .._store import Store
 from .._types import LLMResult, MessagesInput, Response, StreamEvent
 from .batch import Batch
-from .runner import CallRunner
-from .settings import LLMSettings
 
 __all__ = ["LLM"]
 

@@ -1,6 +1,6 @@
 """One HTTP call to a provider: build the request, send it, decode the answer, retry what may be retried.
 
-- ``call``: ``run_call`` — key lease → request → status check → SSE or JSON → ``Response``, with retries.
+- ``attempts``: ``run_call`` — key lease → request → status check → SSE or JSON → ``Response``, with retries.
 - ``http``: the transport interface (aiohttp by default, httpx2 with ``NBLLM_TRANSPORT=httpx2``).
 - ``sse``: a spec-correct server-sent-events decoder working on bytes.
 - ``retry``: which failures are retried and how long to wait (pure).
@@ -8,7 +8,7 @@
 - ``providers``: the OpenAI-compatible and Anthropic wire formats (pure).
 """
 
-from .call import Target, run_call
+from .attempts import Target, run_call
 from .http import Timeouts
 from .providers import CallSpec, resolve_model
 from .retry import RetryPolicy

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .. import _engine
+from .._call import CallRunner, LLMSettings
 from .._exceptions import ConfigurationError, NbllmError
-from .._api import LLM
-from .render import LiveRenderer, error_bundle, extract_code
 from .._types import Message, Response
+from .render import LiveRenderer, error_bundle, extract_code
 
-__all__ = ["CellRequest", "CellRunner", "GenerationInterrupted", "llm_for", "run_blocking"]
+__all__ = ["CellRequest", "CellRunner", "GenerationInterrupted", "run_blocking", "runner_for"]
 
 T = TypeVar("T")
 
@@ -60,13 +60,13 @@ class CellRequest:
     overrides: dict[str, Any] = field(default_factory=dict)  # system / temperature / max_tokens
 
 
-# One LLM per (model, base_url, key) so every cell with the same settings shares one pool and its limits.
-_llms: dict[tuple[str | None, str | None, str | None], LLM] = {}
-_llms_lock = threading.Lock()
+# One runner per (model, base_url, key) so every cell with the same settings shares one pool and its limits.
+_runners: dict[tuple[str | None, str | None, str | None], CallRunner] = {}
+_runners_lock = threading.Lock()
 
 
-def llm_for(model: str | None, base_url: str | None = None, api_key_env: str | None = None) -> LLM:
-    """The cached LLM for these settings; the key is read from ``api_key_env`` (never from a cell)."""
+def runner_for(model: str | None, base_url: str | None = None, api_key_env: str | None = None) -> CallRunner:
+    """The cached runner for these settings; the key is read from ``api_key_env`` (never from a cell)."""
     key = None
     if api_key_env:
         key = os.environ.get(api_key_env)
@@ -76,11 +76,11 @@ def llm_for(model: str | None, base_url: str | None = None, api_key_env: str | N
                 "(or in a .env file) and run %llm_config again."
             )
     cache_key = (model, base_url, key)  # the key itself only ever lives in this in-memory dict
-    with _llms_lock:
-        llm = _llms.get(cache_key)
-        if llm is None:
-            llm = _llms[cache_key] = LLM(model, base_url=base_url, api_key=key)
-        return llm
+    with _runners_lock:
+        runner = _runners.get(cache_key)
+        if runner is None:
+            runner = _runners[cache_key] = CallRunner(LLMSettings(model, base_url=base_url, api_key=key))
+        return runner
 
 
 class CellRunner:
@@ -96,15 +96,15 @@ class CellRunner:
             return request.prompt
         return [*self.history, {"role": "user", "content": request.prompt}]
 
-    async def run(self, llm: LLM, request: CellRequest) -> Response | None:
+    async def run(self, runner: CallRunner, request: CellRequest) -> Response | None:
         """Stream one answer into the cell; returns the Response, or None after an nbllm error."""
         view = LiveRenderer(request.fmt, refresh_hz=request.refresh_hz)
         started = time.monotonic()
         try:
             async with view:
-                response = await _generate(llm, self.messages_for(request), request, view)
+                response = await _generate(runner, self.messages_for(request), request, view)
         except (asyncio.CancelledError, KeyboardInterrupt):
-            partial = Response(view.text, model=llm.model or "", finish_reason="interrupted",
+            partial = Response(view.text, model=runner.settings.model or "", finish_reason="interrupted",
                                latency=time.monotonic() - started)
             self._bind(request.output, partial)
             raise
@@ -128,13 +128,14 @@ class CellRunner:
             self.shell.user_ns[name] = response
 
 
-async def _generate(llm: LLM, prompt: str | list[Message], request: CellRequest, view: LiveRenderer) -> Response:
+async def _generate(runner: CallRunner, prompt: str | list[Message], request: CellRequest,
+                    view: LiveRenderer) -> Response:
     """Feed the answer into ``view`` (token by token unless ``--no-stream``) and return the Response."""
     if not request.stream:
-        response = await llm.runner.ainvoke(prompt, overrides=request.overrides)
+        response = await runner.ainvoke(prompt, overrides=request.overrides)
         view.append(response.text)
         return response
-    return await llm.runner.astream_into(prompt, view.append, overrides=request.overrides)
+    return await runner.astream_into(prompt, view.append, overrides=request.overrides)
 
 
 def _show(data: dict[str, Any]) -> None:

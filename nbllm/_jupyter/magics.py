@@ -33,10 +33,16 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
 
-from .cellrunner import CellRequest, CellRunner, GenerationInterrupted, llm_for, run_blocking
+from .._call import CallRunner
 from .._exceptions import ConfigurationError
+from .cellrunner import (
+    CellRequest,
+    CellRunner,
+    GenerationInterrupted,
+    run_blocking,
+    runner_for,
+)
 from .interpolate import interpolate
-from .._api import LLM
 from .render import FORMATS
 
 __all__ = ["ENTRY", "NbllmMagics", "load_ipython_extension", "parse_llm_cell", "rewrite_llm_cell",
@@ -209,15 +215,15 @@ class NbllmMagics(Magics):
                                  temperature=_pick(args.temperature, self.temperature),
                                  max_tokens=_pick(args.max_tokens, self.max_tokens)),
         )
-        return self.runner.run(self.current_llm(args.model), request)
+        return self.runner.run(self.current_runner(args.model), request)
 
-    def current_llm(self, model: str | None = None) -> LLM:
-        """The cached LLM for the current settings (``model`` overrides the configured one)."""
-        return llm_for(model or self.model, self.base_url, self.api_key_env)
+    def current_runner(self, model: str | None = None) -> CallRunner:
+        """The cached call runner for the current settings (``model`` overrides the configured one)."""
+        return runner_for(model or self.model, self.base_url, self.api_key_env)
 
     # ---- subcommands of %llm (dispatched through self._subcommands) --------------------------------
     def _status(self) -> Any:
-        return self.current_llm().pool.status()
+        return self.current_runner().pool.status()
 
     def _show_chat(self) -> None:
         if not self.runner.history:

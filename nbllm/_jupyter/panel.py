@@ -35,11 +35,17 @@ from ipywidgets.widgets.widget import CallbackDispatcher
 from traitlets import Bool, Float, Int, Unicode, link, observe
 
 from .. import _engine
-from .._api import CallRunner, LLMSettings
+from .._call import CallRunner, LLMSettings
 from .._exceptions import ConfigurationError, NbllmError
-from .panel_format import answer_html, history_html, live_stats_html, question_html, stats_html
-from .render import LiveRenderer, error_bundle
 from .._types import Message, Response, Usage
+from .panel_format import (
+    answer_html,
+    history_html,
+    live_stats_html,
+    question_html,
+    stats_html,
+)
+from .render import LiveRenderer, error_bundle
 
 __all__ = ["DEFAULT_MODELS", "PromptPanel"]
 

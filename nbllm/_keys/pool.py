@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._exceptions import ConfigurationError, NoKeyAvailableError
-from .config import ApiKey, KeySpec, load_env, keys_from_env, to_api_key
+from .config import ApiKey, KeySpec, keys_from_env, load_env, to_api_key
+from .snapshot import RateLimitSnapshot
 from .state import KeyState, choose_key
 from .status import PoolStatus
-from .snapshot import RateLimitSnapshot
 
 if TYPE_CHECKING:
     from .shared import SharedLimits

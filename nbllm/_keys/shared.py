@@ -31,13 +31,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import _engine
 from .._exceptions import ConfigurationError
-from .state import KeyState
-from .snapshot import RateLimitSnapshot
 from .shared_local import ConservativeShare, Verdict, shared_rates
 from .shared_scripts import (
-    ADJUST, COOLDOWN, DEFAULT_NAMESPACE, DISABLED, DISABLED_TTL_SECONDS, HEARTBEAT, LIMITS_TTL_SECONDS, SEED,
-    TAKE, WAIT, key_names, processes_name,
+    ADJUST,
+    COOLDOWN,
+    DEFAULT_NAMESPACE,
+    DISABLED,
+    DISABLED_TTL_SECONDS,
+    HEARTBEAT,
+    LIMITS_TTL_SECONDS,
+    SEED,
+    TAKE,
+    WAIT,
+    key_names,
+    processes_name,
 )
+from .snapshot import RateLimitSnapshot
+from .state import KeyState
 
 __all__ = ["SharedLimits", "redacted_url"]
 
@@ -117,7 +127,7 @@ class SharedLimits:
         sources = {"take": TAKE, "adjust": ADJUST, "cooldown": COOLDOWN, "heartbeat": HEARTBEAT, "seed": SEED}
         self._scripts = {name: self._client.register_script(src) for name, src in sources.items()}
         self._loop, self._pid, self._synced, self._maintainer = loop, os.getpid(), False, None
-        engine = _engine._engine
+        engine = _engine.running_engine()
         if engine is not None and engine.loop is loop:
             engine.on_shutdown(self.aclose)  # leave the process count at exit, not 5 s later
 

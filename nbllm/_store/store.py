@@ -28,8 +28,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from .._exceptions import ConfigurationError
 from .._secrets import redact
-from .writer import GroupWriter
 from .._types import Failure, Response, Usage
+from .writer import GroupWriter
 
 __all__ = ["Store", "default_store_path", "request_fingerprint"]
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from ..._exceptions import ConfigurationError
 from .anthropic import AnthropicProvider
-from .base import CallSpec, Completion, HttpRequest, Provider, StreamState, error_for_status
+from .base import (
+    CallSpec,
+    Completion,
+    HttpRequest,
+    Provider,
+    StreamState,
+    error_for_status,
+)
 from .openai import OpenAIProvider
 
 __all__ = [

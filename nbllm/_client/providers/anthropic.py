@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 from ..._exceptions import ConfigurationError
 from ..._types import Usage
-from .base import CallSpec, Completion, HttpRequest, Provider, StreamState, error_for_status
+from .base import (
+    CallSpec,
+    Completion,
+    HttpRequest,
+    Provider,
+    StreamState,
+    error_for_status,
+)
 
 __all__ = ["AnthropicProvider"]
 

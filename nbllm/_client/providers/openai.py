@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..._types import Usage
-from .base import CallSpec, Completion, HttpRequest, Provider, StreamState, error_for_status
+from .base import (
+    CallSpec,
+    Completion,
+    HttpRequest,
+    Provider,
+    StreamState,
+    error_for_status,
+)
 
 __all__ = ["OpenAIProvider"]
 

@@ -7,7 +7,6 @@ made without an ``LLM`` holds a bare ``LLMSettings``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -13,7 +13,6 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 

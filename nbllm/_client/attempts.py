@@ -27,15 +27,21 @@ from .._exceptions import (
     RequestTimeoutError,
     StreamInterruptedError,
 )
-from .http import HttpResponse, Timeouts, TransportBroken, TransportTimeout, get_transport
 from .._keys import KeyPool, Lease
+from .._secrets import redact
+from .._types import Response, Usage
+from .headers import media_type
+from .http import (
+    HttpResponse,
+    Timeouts,
+    TransportBroken,
+    TransportTimeout,
+    get_transport,
+)
 from .providers import CallSpec, Provider, StreamState, make_provider
 from .ratelimits import parse_rate_limit_headers
-from .headers import media_type
 from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
-from .._secrets import redact
 from .sse import SSEError, aiter_sse
-from .._types import Response, Usage
 
 __all__ = ["Target", "run_call"]
 
