@@ -47,10 +47,12 @@ bench: install-test system-deps
 
 ## make lab: JupyterLab on the tutorials in notebooks/, with everything they import (nbllm[notebooks]).
 ## jupytext pairs each NN_name.ipynb with its source NN_name.py: saving one writes both.
+## (--allow-root only when run as root, as in many containers: Jupyter refuses to start as root otherwise.)
 LAB_PORT ?= 8888
 lab: install-notebooks
 	@echo "JupyterLab on notebooks/ at http://127.0.0.1:$(LAB_PORT)/lab (the exact URL, with its token, follows; Ctrl-C stops it)"
-	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=notebooks \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 ## make notebooks: sync each notebook from its .py source, re-execute it and save it (on the simulator unless keys are set)
 notebooks: install-notebooks
