@@ -1,1 +1,1 @@
-"""The tutorial notebooks: ``build.py`` writes them from reviewable sources, ``execute.py`` runs them."""
+"""The tutorial notebooks: ``NN_name.py`` (jupytext percent format) is each one's source, ``execute.py`` runs them."""

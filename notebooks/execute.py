@@ -1,8 +1,14 @@
 """Execute the tutorial notebooks and write them back with their outputs: ``python -m notebooks.execute``.
 
-    python -m notebooks.execute                       # rebuild from build.py, run all four, write back
+    python -m notebooks.execute                       # sync from the .py sources, run all four, write back
     python -m notebooks.execute 03                    # only the notebooks whose name contains "03"
-    python -m notebooks.execute --no-build --check    # run the committed notebooks, write nothing
+    python -m notebooks.execute --check               # run them, check them, write nothing
+    python -m notebooks.execute --no-sync --check     # run the committed .ipynb files as they are
+
+Each tutorial's source is ``notebooks/NN_name.py``, a jupytext percent-format file paired with
+``NN_name.ipynb`` (``notebooks/jupytext.toml``). Before running, the notebook is read from that source: its
+cells are the .py's, while cell ids and notebook metadata carry over from the paired .ipynb, so an edit to the
+.py reaches the .ipynb and a rerun changes only what ran differently.
 
 Each notebook runs through nbclient in a fresh directory of its own (a temporary copy, so no ``.env`` of
 the checkout is found), with every key variable removed from the kernel's environment and ``NBLLM_STORE``
@@ -17,6 +23,7 @@ is found, nothing is written and the command fails.
 from __future__ import annotations
 
 import argparse
+import copy
 import html
 import os
 import re
@@ -28,11 +35,13 @@ from collections.abc import Iterable, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 
+import jupytext
 import nbformat
+from jupytext.combine import combine_inputs_with_outputs
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
+SOURCES = sorted(HERE.glob("[0-9][0-9]_*.py"))  # the percent-format source of each tutorial notebook
 
 # a provider key in clear: "sk-" (or "sk-ant-", "sk-proj-"…) and at least 16 more key characters. The masked
 # form nbllm prints ("sk-…abcd") has an ellipsis right after the dash, so it never matches.
@@ -75,23 +84,54 @@ def _environment_secrets() -> list[str]:
     return secrets
 
 
-def execute_notebook(path: str | Path, workdir: str | Path | None = None, env: Mapping[str, str] | None = None,
-                     timeout: int = 900) -> nbformat.NotebookNode:
-    """Run the notebook at ``path`` in ``workdir`` (a new temporary folder by default) and return it.
+def cell_inputs(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    """What a notebook's source file holds of each cell: its type, its source and its tags (not outputs)."""
+    return [(cell.cell_type, cell.source, list(cell.metadata.get("tags", []))) for cell in nb.cells]
 
-    ``env`` adds to the cleaned environment (e.g. ``{"NBLLM_TUTORIAL_N": "1000"}``). Errors raise
-    ``nbclient.exceptions.CellExecutionError``.
+
+def notebook_from_source(source: str | Path) -> nbformat.NotebookNode:
+    """The tutorial whose cells are those of the percent file ``source``, joined to its paired .ipynb.
+
+    Cell ids, outputs and notebook metadata come from the .ipynb where a cell is unchanged (jupytext's own
+    matching, as ``jupytext --update`` does). If the .ipynb holds other cells and is the newer file, it was
+    edited without jupytext; rather than overwrite that edit, this stops and says how to carry it over.
     """
-    path = Path(path)
+    source = Path(source)
+    nb = jupytext.read(source)
+    paired = source.with_suffix(".ipynb")
+    if not paired.exists():
+        return nb
+    committed = nbformat.read(paired, as_version=4)
+    if cell_inputs(committed) != cell_inputs(nb) and paired.stat().st_mtime > source.stat().st_mtime:
+        raise NotebookRunError(
+            f"{paired.name} has cells that {source.name} does not and is the newer file (edited without "
+            f"jupytext?): run `jupytext --sync {paired}` to copy the edit into {source.name}, or touch "
+            f"{source.name} to discard it.")
+    return combine_inputs_with_outputs(nb, committed)
+
+
+def execute_notebook(notebook: str | Path | nbformat.NotebookNode, workdir: str | Path | None = None,
+                     env: Mapping[str, str] | None = None, timeout: int = 900,
+                     name: str | None = None) -> nbformat.NotebookNode:
+    """Run ``notebook`` (a notebook, or the path of an .ipynb or percent .py) in ``workdir`` and return it.
+
+    ``workdir`` is a new temporary folder by default; the notebook is saved there as ``name``.ipynb (default:
+    the file's stem). ``env`` adds to the cleaned environment (e.g. ``{"NBLLM_TUTORIAL_N": "1000"}``).
+    Errors raise ``nbclient.exceptions.CellExecutionError``.
+    """
+    if isinstance(notebook, nbformat.NotebookNode):
+        nb = copy.deepcopy(notebook)  # the caller's notebook keeps its outputs
+    else:
+        nb, name = jupytext.read(notebook), name or Path(notebook).stem
+    name = name or "notebook"
     owned = workdir is None
-    where = Path(tempfile.mkdtemp(prefix=f"nbllm-{path.stem}-")) if owned else Path(workdir)
+    where = Path(tempfile.mkdtemp(prefix=f"nbllm-{name}-")) if owned else Path(workdir)
     where.mkdir(parents=True, exist_ok=True)
     try:
         stray = [p / ".env" for p in (where, *where.parents) if (p / ".env").is_file()]
         if stray:  # nbllm would read keys from it: the run would not be the offline one
-            raise NotebookRunError(f"refusing to run {path.name}: the kernel would read {stray[0]}; move it away.")
-        shutil.copy(path, where / path.name)
-        nb = nbformat.read(where / path.name, as_version=4)
+            raise NotebookRunError(f"refusing to run {name}: the kernel would read {stray[0]}; move it away.")
+        nbformat.write(nb, where / f"{name}.ipynb")  # the folder looks like the user's: the notebook in it
         client = NotebookClient(
             nb, kernel_name="python3", timeout=timeout, startup_timeout=120,
             store_widget_state=True, record_timing=False, coalesce_streams=True,
@@ -201,7 +241,7 @@ def check_outputs(nb: nbformat.NotebookNode, name: str) -> str:
               if out.get("output_type") == "error"]
     if errors:
         raise NotebookRunError(f"{name}: {len(errors)} error output(s): {errors[0].get('ename')}: {errors[0].get('evalue')}")
-    text = nbformat.writes(nb)
+    text = jupytext.writes(nb, fmt="ipynb") + "\n"  # as jupytext saves an .ipynb: no .py-only header fields
     leaked = find_secrets(text, _environment_secrets())
     if leaked:
         raise NotebookRunError(f"{name}: refusing to write, key-like strings in the outputs: {', '.join(leaked)}")
@@ -210,10 +250,26 @@ def check_outputs(nb: nbformat.NotebookNode, name: str) -> str:
     return text
 
 
+def _run_one(source: Path, args: argparse.Namespace, env: Mapping[str, str] | None) -> None:
+    """Execute one tutorial, check it, and (unless ``--check``) write its .ipynb."""
+    paired = source.with_suffix(".ipynb")
+    start = time.perf_counter()
+    print(f"executing {paired.name} …", flush=True)
+    nb = nbformat.read(paired, as_version=4) if args.no_sync else notebook_from_source(source)
+    nb = execute_notebook(nb, env=env, timeout=args.timeout, name=source.stem)
+    text = check_outputs(nb, paired.name)
+    elapsed = time.perf_counter() - start
+    if args.check:
+        print(f"  ok in {elapsed:.0f} s (not written)")
+        return
+    paired.write_text(text, encoding="utf-8")
+    print(f"  ok in {elapsed:.0f} s, wrote {paired.relative_to(HERE.parent)} ({len(text.encode()) // 1024} KB)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("only", nargs="*", help="run only notebooks whose file name contains one of these")
-    parser.add_argument("--no-build", action="store_true", help="run the .ipynb as they are (do not rebuild them)")
+    parser.add_argument("--no-sync", action="store_true", help="run the .ipynb files as they are, not their .py sources")
     parser.add_argument("--check", action="store_true", help="execute and check, but write nothing back")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     parser.add_argument("--n", type=int, help="NBLLM_TUTORIAL_N for a quicker notebook 03 (only with --check)")
@@ -222,29 +278,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n changes what the notebooks show: use it with --check only")
     env = {"NBLLM_TUTORIAL_N": str(args.n)} if args.n is not None else None
 
-    if not args.no_build:
-        from .build import build
-
-        build(args.only)
-    paths = [p for p in sorted(HERE.glob("[0-9][0-9]_*.ipynb")) if not args.only or any(o in p.name for o in args.only)]
-    if not paths:
+    sources = [p for p in SOURCES if not args.only or any(o in p.name for o in args.only)]
+    if not sources:
         print("no notebook matched", args.only, file=sys.stderr)
         return 1
-    for path in paths:
-        start = time.perf_counter()
-        print(f"executing {path.name} …", flush=True)
+    for source in sources:
         try:
-            nb = execute_notebook(path, env=env, timeout=args.timeout)
-            text = check_outputs(nb, path.name)
+            _run_one(source, args, env)
         except NotebookRunError as error:
             print(f"  FAILED: {error}", file=sys.stderr)
             return 1
-        elapsed = time.perf_counter() - start
-        if args.check:
-            print(f"  ok in {elapsed:.0f} s (not written)")
-            continue
-        path.write_text(text, encoding="utf-8")
-        print(f"  ok in {elapsed:.0f} s, wrote {path.relative_to(HERE.parent)} ({len(text.encode()) // 1024} KB)")
     return 0
 
 

@@ -1,19 +1,25 @@
-"""The tutorial notebooks: committed executed and clean, and each one rerun end to end in a real kernel.
+"""The tutorial notebooks: in sync with their .py sources, committed executed and clean, and each one rerun
+end to end in a real kernel.
 
-The rerun uses the same executor as ``make notebooks`` (``notebooks/execute.py``: a temporary copy, no key
-variables, a temporary store), with ``NBLLM_TUTORIAL_N=1000`` so notebook 03 sends 1 000 prompts instead of
-10 000. The four notebooks run in parallel (each in its own kernel); each test then checks the numbers its
-notebook reproduces, read from the JSON line that the notebook's last cell prints.
+Each tutorial's source is ``notebooks/NN_name.py``, a jupytext percent-format file paired with the committed
+``NN_name.ipynb``; both are read with jupytext and must hold the same cells. The rerun uses the same executor
+as ``make notebooks`` (``notebooks/execute.py``: a temporary copy, no key variables, a temporary store), with
+``NBLLM_TUTORIAL_N=1000`` so notebook 03 sends 1 000 prompts instead of 10 000. The four notebooks run in
+parallel (each in its own kernel); each test then checks the numbers its notebook reproduces, read from the
+JSON line that the notebook's last cell prints.
 """
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import jupytext
 import nbformat
 import pytest
 
@@ -21,10 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `notebooks` is a folder of the checkout, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from notebooks.build import SOURCES, sources_match  # noqa: E402
-from notebooks.execute import execute_notebook, find_secrets  # noqa: E402
+from notebooks.execute import (  # noqa: E402
+    SOURCES, NotebookRunError, cell_inputs, execute_notebook, find_secrets, notebook_from_source,
+)
 
-NOTEBOOKS = [ROOT / "notebooks" / name for name in SOURCES]
+NOTEBOOKS = [source.with_suffix(".ipynb") for source in SOURCES]
 TEST_N = 1000
 
 
@@ -55,17 +62,63 @@ def _errors(nb: nbformat.NotebookNode) -> list[str]:
             for out in cell.get("outputs", []) if out.get("output_type") == "error"]
 
 
-# ---- the committed notebooks (no kernel) -----------------------------------------------------------------
+# ---- the committed notebooks and their sources (no kernel) -----------------------------------------------
+def test_every_tutorial_has_a_source_and_a_notebook() -> None:
+    assert [p.stem for p in SOURCES] == ["01_async_concurrency", "02_streaming", "03_key_pool_arithmetic",
+                                         "04_widgets_and_magics"]
+    assert all(path.exists() for path in NOTEBOOKS)
+    assert sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) == NOTEBOOKS, "an .ipynb without a .py source"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_notebook_is_in_sync_with_its_percent_source(source: Path) -> None:
+    from_source, committed = jupytext.read(source), jupytext.read(source.with_suffix(".ipynb"))
+    assert cell_inputs(committed) == cell_inputs(from_source), (
+        f"{source.with_suffix('.ipynb').name} and {source.name} differ: run make notebooks (or jupytext --sync)")
+    # the header declares the format options, so the .py reads back the same without notebooks/jupytext.toml
+    assert from_source.metadata["jupytext"]["text_representation"]["format_name"] == "percent"
+    assert from_source.metadata["jupytext"]["custom_cell_magics"] == "llm"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_percent_source_is_plain_python(source: Path) -> None:
+    # code cells are real code, and markdown cells, line magics and the prompts of %%llm cells are comments,
+    # so linters and editors read the file (a top-level await parses; only compiling it would refuse it)
+    ast.parse(source.read_text(encoding="utf-8"))
+
+
+def test_an_edit_to_the_source_reaches_the_notebook_keeping_ids_and_outputs(tmp_path: Path) -> None:
+    source, paired = tmp_path / "02_streaming.py", tmp_path / "02_streaming.ipynb"
+    text = SOURCES[1].read_text(encoding="utf-8")
+    source.write_text(text.replace("is a plain iterator of text chunks", "is an iterator of text chunks"))
+    committed = nbformat.read(NOTEBOOKS[1], as_version=4)
+    paired.write_text(nbformat.writes(committed), encoding="utf-8")
+
+    newer = paired.stat().st_mtime
+    os.utime(source, (newer - 60, newer - 60))
+    with pytest.raises(NotebookRunError, match="jupytext --sync"):
+        notebook_from_source(source)  # the .ipynb differs and is newer: an edit made without jupytext is kept
+
+    os.utime(source, (newer + 60, newer + 60))
+    nb = notebook_from_source(source)
+    unedited = jupytext.read(SOURCES[1])
+    changed = [i for i, (new, old) in enumerate(zip(nb.cells, unedited.cells)) if new.source != old.source]
+    assert len(nb.cells) == len(unedited.cells)
+    assert len(changed) == 1 and "is an iterator of text chunks" in nb.cells[changed[0]].source
+    assert [c.id for c in nb.cells] == [c.id for c in committed.cells]
+    assert [c.get("outputs") for c in nb.cells] == [c.get("outputs") for c in committed.cells]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_committed_notebook_is_executed_clean_and_built(path: Path) -> None:
+def test_committed_notebook_is_executed_and_clean(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    assert sources_match(path), f"{path.name} differs from notebooks/build.py's sources: run make notebooks"
     cells = _code_cells(nb)
     missing = [cell.id for cell in cells if not isinstance(cell.get("execution_count"), int)]
     assert not missing, f"{path.name}: cells never executed: {missing}"
     assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), "executed in one run, in order"
     assert not _errors(nb)
+    assert "text_representation" not in nb.metadata.get("jupytext", {}), "that describes the .py, not the .ipynb"
     text = path.read_text(encoding="utf-8")
     assert not find_secrets(text), f"{path.name} contains key-like strings"
     assert len(text.encode()) < 1_500_000
