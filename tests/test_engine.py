@@ -67,13 +67,20 @@ def test_cancelling_the_caller_cancels_the_engine_task_quickly():
 
 def test_keyboard_interrupt_of_a_sync_call_cancels_the_engine_task():
     started, cancelled = threading.Event(), threading.Event()
-    timer = threading.Thread(target=lambda: (started.wait(5), _thread.interrupt_main()))
+    interrupted_at: list[float] = []
+
+    def interrupt() -> None:
+        started.wait(5)
+        interrupted_at.append(time.perf_counter())
+        _thread.interrupt_main()
+
+    timer = threading.Thread(target=interrupt)
     timer.start()
-    t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         _engine.run_sync(_on_engine_marker(started, cancelled))
-    assert cancelled.wait(1.0)
-    assert time.perf_counter() - t0 < 2.0
+    assert cancelled.wait(5.0)  # the engine task is cancelled, not left running
+    # promptly: the bound is loose because CI shares two cores; the benchmarks measure the latency
+    assert time.perf_counter() - interrupted_at[0] < 2.0
 
 
 def test_sync_call_from_inside_an_engine_callback_is_refused():
