@@ -66,18 +66,21 @@ def test_cancelling_the_caller_cancels_the_engine_task_quickly():
 
 
 def test_keyboard_interrupt_of_a_sync_call_cancels_the_engine_task():
-    started, cancelled = threading.Event(), threading.Event()
+    started, cancelled, waiting = threading.Event(), threading.Event(), threading.Event()
     interrupted_at: list[float] = []
 
     def interrupt() -> None:
+        # interrupt once the caller is blocked in run_sync's wait (its tick runs there), as Ctrl-C does;
+        # an interrupt inside submit() itself, before run_sync holds the future, is not what we test
         started.wait(5)
+        waiting.wait(5)
         interrupted_at.append(time.perf_counter())
         _thread.interrupt_main()
 
     timer = threading.Thread(target=interrupt)
     timer.start()
     with pytest.raises(KeyboardInterrupt):
-        _engine.run_sync(_on_engine_marker(started, cancelled))
+        _engine.run_sync(_on_engine_marker(started, cancelled), tick=waiting.set, interval=0.01)
     assert cancelled.wait(5.0)  # the engine task is cancelled, not left running
     # promptly: the bound is loose because CI shares two cores; the benchmarks measure the latency
     assert time.perf_counter() - interrupted_at[0] < 2.0
