@@ -41,8 +41,8 @@ _WORDS = ("river", "signal", "garden", "method", "pattern", "window", "season", 
 _ADJECTIVES = ("Quiet", "Bright", "Gentle", "Curious", "Steady", "Simple", "Careful", "Golden")
 _SENTIMENTS = ("positive", "neutral", "negative")
 
-_EXPRESSION = re.compile(r"(^|_)(expression|expr|formula|equation|calculation|problem)($|_)")
-_RESULT = re.compile(r"(^|_)(result|answer|value|total|sum|product|solution|output|quotient|difference)($|_)")
+_EXPRESSION = re.compile(r"(^|_)(expression|expr|formula|equation|calculation|problem)s?($|_)")
+_RESULT = re.compile(r"(^|_)(result|answer|value|total|sum|product|solution|output|quotient|difference)s?($|_)")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -83,47 +83,52 @@ _FORMATS: dict[str, Callable[[random.Random], str]] = {
     "duration": lambda rng: f"P{rng.randint(1, 30)}D",
 }
 
-# (pattern on the snake_case name, maker). First match wins, so specific names come first.
+def _words_rule(words: str) -> re.Pattern[str]:
+    """Match any of ``words`` (``|``-separated) as whole parts of a snake_case name, plural or not."""
+    return re.compile(rf"(^|_)({words})(s|es)?($|_)")
+
+
+# (names, maker), matched on whole snake_case parts ("explanation" is not "nation").
+# First match wins, so specific names come first.
 _RULES: tuple[tuple[re.Pattern[str], Callable[[random.Random, Hints], Any]], ...] = tuple(
-    (re.compile(pattern), make)
-    for pattern, make in (
-        (r"email", lambda rng, h: _FORMATS["email"](rng)),
-        (r"(^|_)(url|uri|link|website|homepage)($|_)", lambda rng, h: _FORMATS["url"](rng)),
-        (r"(first|given)_?name", lambda rng, h: rng.choice(_FIRST)),
-        (r"(last|family|sur)_?name", lambda rng, h: rng.choice(_LAST)),
-        (r"(^|_)(name|full_name|author|person|user|username|owner)($|_)", lambda rng, h: _name(rng)),
-        (r"city|town", lambda rng, h: rng.choice(_CITIES)),
-        (r"country|nation", lambda rng, h: rng.choice(_COUNTRIES)),
-        (r"language|(^|_)lang($|_)", lambda rng, h: rng.choice(_LANGUAGES)),
-        (r"colou?r", lambda rng, h: rng.choice(_COLORS)),
-        (r"(^|_)(id|uuid|guid)$", lambda rng, h: _uuid(rng)),
-        (r"phone|mobile", lambda rng, h: f"+1-555-01{rng.randint(0, 99):02d}"),
-        (r"(^|_)(created|updated|timestamp|datetime)($|_)|_at$", lambda rng, h: _datetime(rng)),
-        (r"date|birthday|deadline", lambda rng, h: _date(rng)),
-        (r"(^|_)age($|_)", lambda rng, h: rng.randint(18, 90)),
-        (r"year", lambda rng, h: rng.randint(1950, 2025)),
-        (r"month", lambda rng, h: rng.randint(1, 12)),
-        (r"(score|confidence|probability|likelihood|certainty)", lambda rng, h: round(rng.uniform(0.55, 0.99), 2)),
-        (r"rating|stars", lambda rng, h: rng.randint(1, 5)),
-        (r"price|cost|salary|amount", lambda rng, h: round(rng.uniform(5, 500), 2)),
-        (r"percent|pct", lambda rng, h: rng.randint(1, 100)),
-        (r"(count|number|quantity|qty|size|length|(^|_)n)($|_)|^num_", lambda rng, h: rng.randint(1, 20)),
-        (r"sentiment|mood|tone", lambda rng, h: rng.choice(_SENTIMENTS)),
-        (r"(^|_)(category|label|type|kind|class|tags?|keywords?|topics?)($|_)", lambda rng, h: rng.choice(_WORDS)),
-        (r"title|headline|subject|heading", lambda rng, h: f"The {rng.choice(_ADJECTIVES)} {rng.choice(_WORDS).title()}"),
-        (r"address|street", lambda rng, h: f"{rng.randint(1, 99)} Harbour Street"),
-        (r"(zip|postal)", lambda rng, h: f"{rng.randint(10000, 99999)}"),
-        (r"(^|_)(lat|latitude)($|_)", lambda rng, h: round(rng.uniform(-60, 60), 4)),
-        (r"(^|_)(lon|lng|longitude)($|_)", lambda rng, h: round(rng.uniform(-150, 150), 4)),
-        (r"currency", lambda rng, h: rng.choice(("EUR", "USD", "JPY"))),
+    (_words_rule(words), make)
+    for words, make in (
+        ("e_?mail", lambda rng, h: _FORMATS["email"](rng)),
+        ("url|uri|link|website|homepage", lambda rng, h: _FORMATS["url"](rng)),
+        ("first_?name|given_?name", lambda rng, h: rng.choice(_FIRST)),
+        ("last_?name|family_?name|surname", lambda rng, h: rng.choice(_LAST)),
+        ("name|full_?name|author|person|user|username|owner", lambda rng, h: _name(rng)),
+        ("city|cities|town", lambda rng, h: rng.choice(_CITIES)),
+        ("country|countries|nation", lambda rng, h: rng.choice(_COUNTRIES)),
+        ("language|lang", lambda rng, h: rng.choice(_LANGUAGES)),
+        ("colou?r", lambda rng, h: rng.choice(_COLORS)),
+        ("id|uuid|guid", lambda rng, h: _uuid(rng)),
+        ("phone|mobile|telephone", lambda rng, h: f"+1-555-01{rng.randint(0, 99):02d}"),
+        ("created|updated|timestamp|datetime|at", lambda rng, h: _datetime(rng)),
+        ("date|birthday|deadline|dob", lambda rng, h: _date(rng)),
+        ("age", lambda rng, h: rng.randint(18, 90)),
+        ("year", lambda rng, h: rng.randint(1950, 2025)),
+        ("month", lambda rng, h: rng.randint(1, 12)),
+        ("score|confidence|probability|likelihood|certainty", lambda rng, h: round(rng.uniform(0.55, 0.99), 2)),
+        ("rating|stars", lambda rng, h: rng.randint(1, 5)),
+        ("price|cost|salary|amount|budget", lambda rng, h: round(rng.uniform(5, 500), 2)),
+        ("percent|percentage|pct", lambda rng, h: rng.randint(1, 100)),
+        ("count|number|num|quantity|qty|size|length|n", lambda rng, h: rng.randint(1, 20)),
+        ("sentiment|mood|tone", lambda rng, h: rng.choice(_SENTIMENTS)),
+        ("category|categories|label|type|kind|class|tag|keyword|topic", lambda rng, h: rng.choice(_WORDS)),
+        ("title|headline|subject|heading", lambda rng, h: f"The {rng.choice(_ADJECTIVES)} {rng.choice(_WORDS).title()}"),
+        ("address|street", lambda rng, h: f"{rng.randint(1, 99)} Harbour Street"),
+        ("zip|zip_?code|postal_?code|postcode", lambda rng, h: f"{rng.randint(10000, 99999)}"),
+        ("lat|latitude", lambda rng, h: round(rng.uniform(-60, 60), 4)),
+        ("lon|lng|longitude", lambda rng, h: round(rng.uniform(-150, 150), 4)),
+        ("currency|currencies", lambda rng, h: rng.choice(("EUR", "USD", "JPY"))),
         (
-            r"summary|description|explanation|reason|rationale|justification|text|content|body|"
-            r"answer|response|reply|comment|message|note|steps|thought",
+            "summary|summaries|description|explanation|reason|reasoning|rationale|justification|text|content|"
+            "body|answer|response|reply|comment|message|note|step|thought|analysis",
             _sentence,
         ),
-        (r"^(is|has|can|should)_", lambda rng, h: rng.random() < 0.5),
     )
-)
+) + ((re.compile(r"^(is|has|can|should)_"), lambda rng, h: rng.random() < 0.5),)
 
 
 def _snake(name: str) -> str:

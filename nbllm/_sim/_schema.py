@@ -34,7 +34,7 @@ _HARD_DEPTH = 40
 
 def instance(schema: Any, hints: Hints = Hints(), seed: int = 0) -> Any:
     """Return a value that validates against ``schema``, the same for the same inputs."""
-    return _Generator(schema, hints, seed).value(schema, "", 0)
+    return _Generator(schema, hints, seed).value(schema, "", 0, "$")
 
 
 def resolve_ref(root: Any, ref: str) -> Any:
@@ -54,19 +54,23 @@ def resolve_ref(root: Any, ref: str) -> Any:
 
 
 class _Generator:
-    """Walks one schema; ``rng`` is reseeded per field name so values do not shift when fields are added."""
+    """Walks one schema; ``rng`` is reseeded per field path so values do not shift when fields are added.
+
+    ``name`` (the field's own key) decides what a value means; ``path`` (``$.steps[1].output``)
+    seeds it, so array items and repeated sub-objects differ.
+    """
 
     def __init__(self, root: Any, hints: Hints, seed: int) -> None:
         self.root = root
         self.hints = hints
         self.seed = seed
 
-    def rng(self, name: str, salt: int = 0) -> random.Random:
-        """Return a generator fixed by the seed, the field name and a salt."""
-        return random.Random(f"{self.seed}\x1f{name}\x1f{salt}")
+    def rng(self, path: str) -> random.Random:
+        """Return a generator fixed by the seed and the field path."""
+        return random.Random(f"{self.seed}\x1f{path}")
 
-    def value(self, schema: Any, name: str, depth: int, salt: int = 0) -> Any:
-        """Return an instance of ``schema`` for a field called ``name``."""
+    def value(self, schema: Any, name: str, depth: int, path: str) -> Any:
+        """Return an instance of ``schema`` for a field called ``name`` at ``path``."""
         if schema is True:
             schema = {}
         if not isinstance(schema, dict) or depth > _HARD_DEPTH:
@@ -75,16 +79,16 @@ class _Generator:
         if "const" in schema:
             return schema["const"]
         if isinstance(schema.get("enum"), list) and schema["enum"]:
-            return self.rng(name, salt).choice(schema["enum"])
+            return self.rng(path).choice(schema["enum"])
         for key in ("anyOf", "oneOf"):
             if isinstance(schema.get(key), list) and schema[key]:
-                return self.value(self.branch(schema[key], depth), name, depth + 1, salt)
+                return self.value(self.branch(schema[key], depth), name, depth + 1, path)
         kind = self.kind(schema, name, depth)
         if kind == "object":
-            return self.object(schema, depth)
+            return self.object(schema, depth, path)
         if kind == "array":
-            return self.array(schema, name, depth)
-        return self.scalar(kind, schema, name, salt)
+            return self.array(schema, name, depth, path)
+        return self.scalar(kind, schema, name, path)
 
     def flatten(self, schema: dict[str, Any]) -> dict[str, Any]:
         """Inline ``$ref`` (keeping sibling keywords) and merge ``allOf`` parts into one schema."""
@@ -135,43 +139,43 @@ class _Generator:
             return "array"
         return "any"
 
-    def object(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
+    def object(self, schema: dict[str, Any], depth: int, path: str) -> dict[str, Any]:
         """Fill every required field, and the optional ones while not too deep."""
         properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
         required = [r for r in schema.get("required", []) if isinstance(r, str)]
         out: dict[str, Any] = {}
         for key, sub in properties.items():
             if key in required or depth < _SOFT_DEPTH:
-                out[key] = self.value(sub, key, depth + 1)
+                out[key] = self.value(sub, key, depth + 1, f"{path}.{key}")
         for key in required:
             if key not in out:  # required but not described: guess from its name
-                out[key] = self.value({}, key, depth + 1)
+                out[key] = self.value({}, key, depth + 1, f"{path}.{key}")
         return out
 
-    def array(self, schema: dict[str, Any], name: str, depth: int) -> list[Any]:
+    def array(self, schema: dict[str, Any], name: str, depth: int, path: str) -> list[Any]:
         """Return 1-3 items (within minItems/maxItems), distinct when ``uniqueItems`` asks for it."""
         prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
         items = schema.get("items", {})
         low = int(schema.get("minItems", 0))
         high = int(schema.get("maxItems", max(low, 3)))
-        wanted = low if depth >= _SOFT_DEPTH else max(low, min(high, 1 + self.rng(name).randrange(3)))
+        wanted = low if depth >= _SOFT_DEPTH else max(low, min(high, 1 + self.rng(path).randrange(3)))
         if items is False:
             wanted = min(wanted, len(prefix))
         wanted = max(wanted, min(len(prefix), high))
         out: list[Any] = []
         for i in range(wanted):
             sub = prefix[i] if i < len(prefix) else items
-            item = self.value(sub, name, depth + 1, salt=i)
+            item = self.value(sub, name, depth + 1, f"{path}[{i}]")
             for retry in range(1, 8):  # a few other draws when the first repeats an item
                 if not schema.get("uniqueItems") or item not in out:
                     break
-                item = self.value(sub, name, depth + 1, salt=i + 100 * retry)
+                item = self.value(sub, name, depth + 1, f"{path}[{i}]~{retry}")
             out.append(item)
         return out
 
-    def scalar(self, kind: str, schema: dict[str, Any], name: str, salt: int) -> Any:
+    def scalar(self, kind: str, schema: dict[str, Any], name: str, path: str) -> Any:
         """Return a string, number, integer, boolean or null for ``name``."""
-        rng = self.rng(name, salt)
+        rng = self.rng(path)
         if kind == "null":
             return None
         if kind == "boolean":

@@ -25,7 +25,7 @@ from ._arith import json_template
 from ._badrequest import BadRequest
 from ._tokens import content_text
 
-__all__ = ["Shape", "anthropic_shape", "openai_shape", "schema_in_text"]
+__all__ = ["Shape", "anthropic_shape", "openai_shape", "schema_in_text", "strict_problem", "template_schema"]
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -199,3 +199,32 @@ def schema_in_text(text: str) -> dict[str, Any] | None:
     if any(key in found for key in _SCHEMA_KEYS) or found.get("type") == "object":
         return found
     return None
+
+
+def template_schema(text: str) -> dict[str, Any] | None:
+    """Return a schema read off a JSON answer template in a prompt, e.g. ``{"name": "?", "age": ?}``."""
+    template = json_template(text)
+    if template is None:
+        return None
+    try:
+        found = json.loads(re.sub(r'(:\s*)("\?"|\?)', r"\1null", template))
+    except ValueError:
+        return None
+    return _inferred(found) if isinstance(found, dict) else None
+
+
+def _inferred(example: Any) -> dict[str, Any]:
+    """Return the schema an example value implies; a placeholder (null) leaves the type to the field name."""
+    if isinstance(example, dict):
+        return {"type": "object", "properties": {k: _inferred(v) for k, v in example.items()}, "required": list(example)}
+    if isinstance(example, list):
+        return {"type": "array", "items": _inferred(example[0]) if example else {}}
+    if example is None:
+        return {}
+    if isinstance(example, bool):
+        return {"type": "boolean"}
+    if isinstance(example, int):
+        return {"type": "integer"}
+    if isinstance(example, float):
+        return {"type": "number"}
+    return {"type": "string"}
