@@ -71,7 +71,7 @@ def _uuid(rng: random.Random) -> str:
 _FORMATS: dict[str, Callable[[random.Random], str]] = {
     "date": _date,
     "date-time": _datetime,
-    "time": lambda rng: f"{rng.randint(0, 23):02d}:{rng.choice((0, 15, 30, 45)):02d}:00",
+    "time": lambda rng: f"{rng.randint(0, 23):02d}:{rng.choice((0, 15, 30, 45)):02d}:00Z",  # RFC 3339 wants the zone
     "email": lambda rng: f"{rng.choice(_FIRST)}.{rng.choice(_LAST)}@example.com".lower(),
     "uri": lambda rng: f"https://example.com/{rng.choice(_WORDS)}",
     "url": lambda rng: f"https://example.com/{rng.choice(_WORDS)}",
