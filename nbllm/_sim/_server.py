@@ -7,14 +7,18 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
+from ._batch_http import BatchContext
+from ._batch_routes import OpenAIBatchRoutes
+from ._batch_store import BatchStore
 from ._config import SimConfig
 from ._errors import auth_error, bad_request, injected_error, quota_error, rate_limit_error, version_missing
 from ._faults import BEFORE_ANSWER, parse_directive, roll_fault
 from ._hashing import unit
+from ._msgbatch_routes import AnthropicBatchRoutes
 from ._pacing import Pacing, nonstream_delay, plan_pacing, schedule
 from ._requests import BadRequest, Call, anthropic_key, bearer_key, parse_anthropic, parse_openai
 from ._respond import Reply, respond
@@ -53,19 +57,31 @@ class _Ctx:
 class SimServer:
     """Holds the simulator's state and serves both APIs from one `aiohttp.web.Application`."""
 
-    def __init__(self, config: SimConfig, state: SimState | None = None) -> None:
+    def __init__(
+        self, config: SimConfig, state: SimState | None = None, clock: Callable[[], float] | None = None
+    ) -> None:
         self.config = config
         self.state = state or SimState(config)
+        self.batches = BatchStore()
+        self._clock = clock
         self._tag = secrets.token_hex(6)  # makes ids unique across simulator instances
         self._sem = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
+        batch_ctx = BatchContext(config, self.state, self.batches, self.clock)
+        self._batch_routes = (OpenAIBatchRoutes(batch_ctx), AnthropicBatchRoutes(batch_ctx))
+
+    def clock(self) -> float:
+        """Return the seconds batch timelines run on: the given clock, or the event loop's."""
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     def make_app(self) -> web.Application:
-        """Return the application with the OpenAI, Anthropic and model-list routes."""
+        """Return the application with the chat, model-list, files and batch routes of both APIs."""
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.openai_chat)
         app.router.add_post("/v1/messages", self.anthropic_messages)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
+        for routes in self._batch_routes:
+            routes.register(app)
         return app
 
     async def openai_chat(self, request: web.Request) -> web.StreamResponse:
