@@ -20,7 +20,7 @@ import json
 import re
 from typing import Any
 
-from ._config import Faults
+from ._config import JSON_FAULT_KINDS, Faults
 from ._hashing import unit
 from ._structured import Shape
 
@@ -34,7 +34,7 @@ __all__ = [
     "single_quoted",
 ]
 
-KINDS = ("truncated", "wrong_type", "missing_field", "single_quotes")
+KINDS = JSON_FAULT_KINDS
 
 _DIRECTIVE = re.compile(r"\[\[sim:broken_json(?:_(truncated|wrong_type|missing_field|single_quotes))?(:once)?\]\]")
 _PREFIXES = ("Sure! ", "Here is the JSON you asked for: ", "Of course. ")

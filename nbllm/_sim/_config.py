@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Faults", "KeyProfile", "SimConfig"]
+from .._exceptions import ConfigurationError
+
+__all__ = ["JSON_FAULT_KINDS", "Faults", "KeyProfile", "SimConfig"]
+
+JSON_FAULT_KINDS = ("truncated", "wrong_type", "missing_field", "single_quotes")
+"""How a JSON answer can break; see `Faults.broken_json_kinds`."""
+_RESPONSE_FORMAT = ("honour", "ignore", "reject")
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,17 @@ class Faults:
     """Share of batches that expire half way through processing: finished lines keep their
     results, the rest are ``expired`` (OpenAI: ``batch_expired`` in the error file)."""
 
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.broken_json_kinds if k not in JSON_FAULT_KINDS]
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown broken_json_kinds {unknown}: use any of {', '.join(JSON_FAULT_KINDS)}."
+            )
+
     def active(self) -> bool:
-        """Tell whether any probability is set, so the common no-fault path skips the dice."""
+        """Tell whether any request fault (500, overload, stream faults) is set, so the common path skips the dice.
+
+        Broken JSON and batch faults are rolled where they apply, not here."""
         return any(
             p > 0
             for p in (
@@ -140,3 +155,11 @@ class SimConfig:
     ``expires_at`` reports; None means the providers' 24 hours."""
     max_concurrency: int | None = None
     """Requests processed at once; more wait in a queue (their time to first token grows)."""
+
+    def __post_init__(self) -> None:
+        if self.response_format not in _RESPONSE_FORMAT:
+            raise ConfigurationError(
+                f"SimConfig.response_format={self.response_format!r}: use 'honour', 'ignore' or 'reject'."
+            )
+        if self.batch_seconds < 0:
+            raise ConfigurationError("SimConfig.batch_seconds must be 0 or more (seconds a batch takes).")
