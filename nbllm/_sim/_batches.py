@@ -169,14 +169,14 @@ def deadline_for(
 def view(batch: Batch, now: float) -> View:
     """Return the batch's state at clock reading ``now``."""
     n = len(batch.lines)
-    if batch.cancel_at is not None and batch.cancel_at <= now and batch.cancel_at < batch.processed:
+    halt = batch.halted()  # a cancel after the deadline (or the end) changes nothing
+    if halt is not None and halt[1] == "cancelled" and now >= halt[0]:
         return _cancelling(batch, now)
     if now < batch.started:
         return View("validating", 0, 0, n, {}, False)
     if batch.errors:
         return View("failed", 0, 0, n, {"failed": batch.started}, True)
     times = {"in_progress": batch.started}
-    halt = batch.halted()
     if halt is not None and halt[1] == "expired" and now >= halt[0]:
         done = batch.finished_by(halt[0])
         errored = batch.errors_before[done]
