@@ -30,7 +30,7 @@ from ._hashing import stable_hash
 from ._requests import Call
 from ._schema import instance
 from ._structured import Shape, schema_in_text, template_schema
-from ._tokens import Completion, content_text, finish_answer, tokenize
+from ._tokens import Completion, content_text, finish_answer, last_user_text, tokenize
 
 __all__ = ["Reply", "ToolUse", "Turns", "conversation_hash", "read_turns", "respond", "structured_object"]
 
@@ -68,6 +68,9 @@ class Turns:
 
 def read_turns(messages: Sequence[Any]) -> Turns:
     """Find the question: the last user message, or the one a trail of corrections goes back to."""
+    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        last = last_user_text(messages)  # the common case: a single question, no answers yet
+        return Turns(last, last, False)
     roles = [m.get("role") if isinstance(m, dict) else None for m in messages]
     users = [(i, content_text(messages[i].get("content"))) for i, role in enumerate(roles) if role == "user"]
     answers = [i for i, role in enumerate(roles) if role == "assistant"]
@@ -94,25 +97,25 @@ def respond(call: Call, config: SimConfig, claim_once: Callable[[str], bool]) ->
     """Return the deterministic answer to ``call``; ``claim_once`` backs ``[[sim:...:once]]`` directives."""
     turns = read_turns(call.messages)
     question = strip_directives(turns.question)
-    convo = conversation_hash(call, config.seed)
+    convo = None  # hashed only when a re-ask or a JSON answer needs it: most requests are neither
     accuracy, roll = config.arithmetic_accuracy, None
     if turns.reask:
+        convo = conversation_hash(call, config.seed)
         accuracy, roll = config.arithmetic_accuracy_on_reask, convo
     shape = call.shape
-    style = stable_hash(config.seed, question)  # how prompt-asked JSON is laid out, as in `answer_text`
     if shape is not None:
         obj: Any = structured_object(question, shape, config.seed, accuracy, roll)
         text = json.dumps(obj, ensure_ascii=False)
     else:
         text = answer_text(question, config.seed, accuracy, roll)
         obj = parse_answer_json(text)
-    kind = None
+    cut = None
     if shape is not None or obj is not None:
+        convo = convo if convo is not None else conversation_hash(call, config.seed)
         kind = _break_kind(turns, shape, config, convo, claim_once)
-    if kind is not None:
-        text, obj, cut = _broken(kind, obj, text, shape, style)
-    else:
-        cut = None
+        if kind is not None:
+            style = stable_hash(config.seed, question)  # keeps the layout `answer_text` chose
+            text, obj, cut = _broken(kind, obj, text, shape, style)
     return _finish(call, text, obj, cut)
 
 
