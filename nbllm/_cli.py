@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--tps", type=float, default=60.0, help="tokens per second while streaming")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--batch-seconds", type=float, default=2.0, help="how long a provider batch takes")
-    sim.add_argument("--batch-expire-after", type=float, default=None, help="seconds until unfinished batch lines expire")
+    sim.add_argument(
+        "--batch-expire-after", type=float, default=None, help="seconds until unfinished batch lines expire"
+    )
     sim.add_argument("--batch-line-errors", type=float, default=0.0, help="share of batch lines that fail")
     sim.add_argument("--batch-expire-rate", type=float, default=0.0, help="share of batches that expire half way")
     sim.add_argument(

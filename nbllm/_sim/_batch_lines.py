@@ -98,7 +98,8 @@ def _openai_entry(raw: str, number: int, endpoint: str) -> tuple[tuple[str, Any]
         return ("", None), _problem("invalid_request", "Each line must be a JSON object.", number)
     for name in ("custom_id", "method", "url", "body"):
         if name not in item:
-            return ("", None), _problem("missing_required_parameter", f"Missing required parameter: '{name}'.", number, name)
+            message = f"Missing required parameter: '{name}'."
+            return ("", None), _problem("missing_required_parameter", message, number, name)
     if not isinstance(item["custom_id"], str) or not item["custom_id"]:
         return ("", None), _problem("invalid_custom_id", "'custom_id' must be a non-empty string.", number, "custom_id")
     if item["method"] != "POST":

@@ -280,7 +280,12 @@ def _create_problem(body: Any) -> web.Response | None:
     if metadata is not None and (
         not isinstance(metadata, dict)
         or len(metadata) > 16
-        or not all(isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512 for k, v in metadata.items())
+        or not all(_metadata_pair(k, v) for k, v in metadata.items())
     ):
         return _error(400, "'metadata' must hold at most 16 string pairs (keys 64, values 512 characters).", "metadata")
     return None
+
+
+def _metadata_pair(key: object, value: object) -> bool:
+    """Tell whether one metadata entry fits OpenAI's limits: string key of 64, string value of 512 characters."""
+    return isinstance(key, str) and isinstance(value, str) and len(key) <= 64 and len(value) <= 512

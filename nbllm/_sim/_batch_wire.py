@@ -1,4 +1,4 @@
-"""Batch objects as the providers send them: OpenAI ``batch`` and ``file``, Anthropic ``message_batch``, list pages. Pure.
+"""Batch objects as providers send them: OpenAI ``batch`` and ``file``, Anthropic ``message_batch``, pages. Pure.
 
 Timestamps: a batch's events happen at clock readings; they are reported as wall time
 ``created_wall + (event - created)``, Unix seconds for OpenAI and RFC 3339 for Anthropic.

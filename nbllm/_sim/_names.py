@@ -56,6 +56,10 @@ def _sentence(rng: random.Random, hints: Hints) -> str:
     return f"The {rng.choice(_ADJECTIVES).lower()} {rng.choice(_WORDS)} shapes the {rng.choice(_WORDS)}."
 
 
+def _title(rng: random.Random) -> str:
+    return f"The {rng.choice(_ADJECTIVES)} {rng.choice(_WORDS)}".title()
+
+
 def _date(rng: random.Random) -> str:
     return f"20{rng.randint(18, 25)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
 
@@ -116,7 +120,7 @@ _RULES: tuple[tuple[re.Pattern[str], Callable[[random.Random, Hints], Any]], ...
         ("count|number|num|quantity|qty|size|length|n", lambda rng, h: rng.randint(1, 20)),
         ("sentiment|mood|tone", lambda rng, h: rng.choice(_SENTIMENTS)),
         ("category|categories|label|type|kind|class|tag|keyword|topic", lambda rng, h: rng.choice(_WORDS)),
-        ("title|headline|subject|heading", lambda rng, h: f"The {rng.choice(_ADJECTIVES)} {rng.choice(_WORDS).title()}"),
+        ("title|headline|subject|heading", lambda rng, h: _title(rng)),
         ("address|street", lambda rng, h: f"{rng.randint(1, 99)} Harbour Street"),
         ("zip|zip_?code|postal_?code|postcode", lambda rng, h: f"{rng.randint(10000, 99999)}"),
         ("lat|latitude", lambda rng, h: round(rng.uniform(-60, 60), 4)),

@@ -119,7 +119,9 @@ def respond(call: Call, config: SimConfig, claim_once: Callable[[str], bool]) ->
     return _finish(call, text, obj, cut)
 
 
-def _break_kind(turns: Turns, shape: Shape | None, config: SimConfig, convo: int, claim: Callable[[str], bool]) -> str | None:
+def _break_kind(
+    turns: Turns, shape: Shape | None, config: SimConfig, convo: int, claim: Callable[[str], bool]
+) -> str | None:
     """Return how this attempt's JSON breaks: a ``[[sim:broken_json...]]`` directive first, then the dice."""
     allowed = kinds_for(shape)
     forced = forced_kind(turns.question) or forced_kind(turns.last)

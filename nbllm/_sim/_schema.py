@@ -32,7 +32,10 @@ _HARD_DEPTH = 40
 """A schema that recurses through required fields only cannot end; give up with null here."""
 
 
-def instance(schema: Any, hints: Hints = Hints(), seed: int = 0) -> Any:
+_NO_HINTS = Hints()
+
+
+def instance(schema: Any, hints: Hints = _NO_HINTS, seed: int = 0) -> Any:
     """Return a value that validates against ``schema``, the same for the same inputs."""
     return _Generator(schema, hints, seed).value(schema, "", 0, "$")
 

@@ -91,7 +91,8 @@ def _json_schema_shape(spec: Any) -> Shape:
         )
     schema = spec.get("schema", {})
     if not isinstance(schema, dict):
-        raise BadRequest("Invalid type for 'response_format.json_schema.schema': expected an object.", "response_format")
+        message = "Invalid type for 'response_format.json_schema.schema': expected an object."
+        raise BadRequest(message, "response_format")
     strict = spec.get("strict") is True
     if strict:
         problem = strict_problem(schema)
@@ -148,7 +149,9 @@ def anthropic_shape(tools: Any, tool_choice: Any, output_config: Any = None) -> 
     if tool_choice is None:
         return None
     if not isinstance(tool_choice, dict) or tool_choice.get("type") not in ("auto", "any", "tool", "none"):
-        raise BadRequest("tool_choice: Input tag does not match any of the expected tags: 'auto', 'any', 'tool', 'none'")
+        raise BadRequest(
+            "tool_choice: Input tag does not match any of the expected tags: 'auto', 'any', 'tool', 'none'"
+        )
     kind = tool_choice["type"]
     if kind in ("auto", "none"):
         return None
@@ -216,7 +219,8 @@ def template_schema(text: str) -> dict[str, Any] | None:
 def _inferred(example: Any) -> dict[str, Any]:
     """Return the schema an example value implies; a placeholder (null) leaves the type to the field name."""
     if isinstance(example, dict):
-        return {"type": "object", "properties": {k: _inferred(v) for k, v in example.items()}, "required": list(example)}
+        properties = {key: _inferred(value) for key, value in example.items()}
+        return {"type": "object", "properties": properties, "required": list(example)}
     if isinstance(example, list):
         return {"type": "array", "items": _inferred(example[0]) if example else {}}
     if example is None:

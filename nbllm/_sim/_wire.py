@@ -57,7 +57,9 @@ def openai_completion(rid: str, created: int, model: str, done: Completion, prom
     return _dumps(openai_completion_object(rid, created, model, done, prompt_tokens))
 
 
-def openai_completion_object(rid: str, created: int, model: str, done: Completion, prompt_tokens: int) -> dict[str, Any]:
+def openai_completion_object(
+    rid: str, created: int, model: str, done: Completion, prompt_tokens: int
+) -> dict[str, Any]:
     """Return a ``chat.completion`` as a dict (a batch output line embeds it)."""
     return {
         "id": rid,
@@ -191,7 +193,10 @@ def anthropic_stream(
         _event("content_block_start", _dumps({"type": "content_block_start", "index": 0, "content_block": start})),
         _event("ping", b'{"type":"ping"}'),
     ]
-    delta = f'event: content_block_delta\ndata: {{"type":"content_block_delta","index":0,"delta":{{"type":"{kind}","{field}":'
+    delta = (
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        f'"delta":{{"type":"{kind}","{field}":'
+    )
     body = [(delta + esc + "}}\n\n").encode() for esc in done.escaped]
     end = {
         "type": "message_delta",
