@@ -16,12 +16,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbllm._sim import Faults, KeyProfile, SimConfig, Simulator
-from nbllm._sim import _batch_lines
-from nbllm._sim._batch_lines import line_error, read_anthropic_requests, read_openai_file
-from nbllm._sim._batches import Line, LineError, Timing, deadline_for, new_batch, outcomes, view
-from nbllm._sim._msgbatch_routes import AnthropicBatchRoutes
+from nbllm._sim import Faults, KeyProfile, SimConfig, Simulator, _batch_lines
+from nbllm._sim._batch_lines import (
+    line_error,
+    read_anthropic_requests,
+    read_openai_file,
+)
 from nbllm._sim._batch_routes import OpenAIBatchRoutes
+from nbllm._sim._batch_wire import page
+from nbllm._sim._batches import (
+    Line,
+    LineError,
+    Timing,
+    deadline_for,
+    new_batch,
+    outcomes,
+    view,
+)
+from nbllm._sim._msgbatch_routes import AnthropicBatchRoutes
 from nbllm._sim._requests import parse_openai
 from nbllm._sim._respond import respond
 
@@ -217,6 +229,30 @@ def test_read_anthropic_requests_rejects(body: dict, message: str) -> None:
     with pytest.raises(_batch_lines.BadRequest) as info:
         read_anthropic_requests(body)
     assert message in info.value.message
+
+
+def test_anthropic_request_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_batch_lines, "ANTHROPIC_MAX_REQUESTS", 2)
+    with pytest.raises(_batch_lines.BadRequest) as info:
+        read_anthropic_requests({"requests": [{"custom_id": f"r{i}", "params": {}} for i in range(3)]})
+    assert "at most 2 items" in info.value.message
+    assert len(read_anthropic_requests({"requests": [{"custom_id": f"r{i}", "params": {}} for i in range(2)]})) == 2
+
+
+@pytest.mark.parametrize(
+    ("after", "before", "limit", "expected", "more"),
+    [
+        (None, None, 2, ["e", "d"], True),
+        ("d", None, 2, ["c", "b"], True),
+        ("b", None, 2, ["a"], False),
+        (None, "b", 2, ["d", "c"], True),
+        (None, "d", 5, ["e"], False),
+        ("gone", None, 2, [], False),
+        (None, None, 9, ["e", "d", "c", "b", "a"], False),
+    ],
+)
+def test_page(after: str | None, before: str | None, limit: int, expected: list[str], more: bool) -> None:
+    assert page(list("edcba"), lambda item: item, limit, after, before) == (expected, more)
 
 
 def test_line_errors_from_params_directives_and_dice() -> None:

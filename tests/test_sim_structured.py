@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbllm._sim import Faults, SimConfig, Simulator
-from nbllm._sim._brokenjson import KINDS, break_object, forced_kind, json_fault, kinds_for, partial_object
+from nbllm._sim._brokenjson import (
+    KINDS,
+    break_object,
+    forced_kind,
+    json_fault,
+    kinds_for,
+    partial_object,
+)
 from nbllm._sim._names import Hints
 from nbllm._sim._requests import BadRequest, parse_anthropic, parse_openai
 from nbllm._sim._respond import parse_answer_json, read_turns, respond

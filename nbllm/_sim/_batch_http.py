@@ -12,6 +12,8 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from aiohttp import web
 
+from ._batch_store import BatchStore
+from ._config import SimConfig
 from ._errors import auth_error
 from ._requests import anthropic_key, bearer_key
 from ._state import SimState
@@ -25,7 +27,7 @@ _YIELD_EVERY = 256
 class BatchContext:
     """The server parts batch routes need: settings, keys, the clock, and one build lock per batch."""
 
-    def __init__(self, config: Any, state: SimState, store: Any, clock: Callable[[], float]) -> None:
+    def __init__(self, config: SimConfig, state: SimState, store: BatchStore, clock: Callable[[], float]) -> None:
         self.config = config
         self.state = state
         self.store = store

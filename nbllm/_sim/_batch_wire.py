@@ -110,12 +110,17 @@ def file_object(file_id: str, size: int, created_wall: float, filename: str, pur
 def page(
     items: Sequence[T], ident: Callable[[T], str], limit: int, after: str | None = None, before: str | None = None
 ) -> tuple[list[T], bool]:
-    """Return one page of ``items`` (newest first) after / before the item with that id, and whether more follow."""
+    """Return one page of ``items`` (newest first) after / before the item with that id, and whether more follow.
+
+    An unknown cursor (say, a batch deleted between two pages) gives an empty last page,
+    so a client paging through never loops back to the start.
+    """
     ids = [ident(item) for item in items]
+    cursor = before if before is not None else after
+    if cursor is not None and cursor not in ids:
+        return [], False
     if before is not None:
-        end = ids.index(before) if before in ids else 0
-        chunk = list(items[max(0, end - limit) : end])
-        return chunk, end - limit > 0
-    start = ids.index(after) + 1 if after is not None and after in ids else 0
-    chunk = list(items[start : start + limit])
-    return chunk, start + limit < len(items)
+        end = ids.index(before)
+        return list(items[max(0, end - limit) : end]), end - limit > 0
+    start = ids.index(after) + 1 if after is not None else 0
+    return list(items[start : start + limit]), start + limit < len(items)

@@ -42,7 +42,9 @@ class Simulator:
             client.chat.completions.create(model="gpt-4o-mini", messages=[...])
             print(sim.stats()["total"])
 
-    Anthropic clients use ``base_url=sim.base_url`` (no ``/v1``).
+    Anthropic clients use ``base_url=sim.base_url`` (no ``/v1``). ``clock`` (seconds,
+    monotonic) drives batch timelines; tests pass one they move by hand, the default is
+    the server's event loop.
     """
 
     def __init__(
