@@ -539,7 +539,8 @@ def test_standalone_sim_process_runs_batches() -> None:
             time.sleep(0.05)  # a separate process runs on its own clock
         [line] = _results(client, client.batches.retrieve(batch.id).output_file_id)
         assert "5" in line["response"]["body"]["choices"][0]["message"]["content"]
-        assert httpx2.get(url + "/health").text == "ok"
+        stats = httpx2.get(url + "/sim/stats").json()
+        assert stats["batches"]["batches_created"] == 1 and stats["batches"]["by_key"] == {"…k": 1}
         client.close()
     finally:
         proc.terminate()

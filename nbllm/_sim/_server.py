@@ -80,6 +80,7 @@ class SimServer:
         app.router.add_post("/v1/messages", self.anthropic_messages)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/sim/stats", self.sim_stats)
         for routes in self._batch_routes:
             routes.register(app)
         return app
@@ -99,6 +100,11 @@ class SimServer:
     async def health(self, request: web.Request) -> web.Response:
         """``GET /health``: liveness for scripts that wait for a standalone simulator."""
         return web.Response(text="ok")
+
+    async def sim_stats(self, request: web.Request) -> web.Response:
+        """``GET /sim/stats``: `Simulator.stats()` and `Simulator.batch_stats()` for a simulator in another
+        process (keys appear by alias or masked, never in full)."""
+        return web.json_response({"keys": self.state.stats(), "batches": self.batches.stats()})
 
     async def _chat(self, request: web.Request, anthropic: bool) -> web.StreamResponse:
         """Authorise, validate, rate-limit, then answer; every admitted request is checked out."""
