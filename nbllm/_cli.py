@@ -16,9 +16,23 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from ._sim import SimConfig, serve_forever
+    from ._sim import Faults, SimConfig, serve_forever
 
-    config = SimConfig(ttft=args.ttft, tokens_per_second=args.tps, seed=args.seed)
+    faults = Faults(
+        broken_json=args.broken_json,
+        broken_json_on_reask=args.broken_json_on_reask,
+        batch_line_error_rate=args.batch_line_errors,
+        batch_expire_rate=args.batch_expire_rate,
+    )
+    config = SimConfig(
+        ttft=args.ttft,
+        tokens_per_second=args.tps,
+        seed=args.seed,
+        faults=faults,
+        response_format=args.response_format,
+        batch_seconds=args.batch_seconds,
+        batch_expire_after=args.batch_expire_after,
+    )
     serve_forever(config, host=args.host, port=args.port)
     return 0
 
@@ -52,6 +66,18 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--ttft", type=float, default=0.25, help="mean time to first token, seconds")
     sim.add_argument("--tps", type=float, default=60.0, help="tokens per second while streaming")
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--batch-seconds", type=float, default=2.0, help="how long a provider batch takes")
+    sim.add_argument(
+        "--batch-expire-after", type=float, default=None, help="seconds until unfinished batch lines expire"
+    )
+    sim.add_argument("--batch-line-errors", type=float, default=0.0, help="share of batch lines that fail")
+    sim.add_argument("--batch-expire-rate", type=float, default=0.0, help="share of batches that expire half way")
+    sim.add_argument(
+        "--response-format", choices=("honour", "ignore", "reject"), default="honour",
+        help="how the OpenAI route treats response_format (structured outputs)",
+    )
+    sim.add_argument("--broken-json", type=float, default=0.0, help="share of JSON answers that come back broken")
+    sim.add_argument("--broken-json-on-reask", type=float, default=0.0, help="the same share on re-asks")
     sim.set_defaults(run=_sim)
     bench = commands.add_parser("bench", help="run the benchmarks (needs the repository checkout)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)

@@ -14,8 +14,11 @@ from functools import lru_cache
 
 from ._arith import evaluate, fill_template, find_expression, format_number, json_template
 from ._hashing import stable_hash
+from ._names import Hints
+from ._schema import instance
+from ._structured import schema_in_text
 
-__all__ = ["answer_text", "arithmetic_answer", "pick_share"]
+__all__ = ["answer_text", "arithmetic_answer", "pick_share", "prompt_hints", "styled_json", "wrong_result"]
 
 _GREETING = re.compile(r"^\s*(hi|hello|hey|howdy|greetings|good (morning|afternoon|evening))\b|how are you")
 _VERSE = re.compile(r"\b(song|poem|verse|haiku|lyrics|limerick|rhyme)s?\b")
@@ -80,14 +83,23 @@ def pick_share(h: int, shares: tuple[float, ...]) -> int:
 
 
 @lru_cache(maxsize=8192)
-def answer_text(prompt: str, seed: int = 0, accuracy: tuple[float, float, float] = (1.0, 0.0, 0.0)) -> str:
-    """Return the full answer (before stop strings or max_tokens) for a prompt's last user text."""
+def answer_text(
+    prompt: str, seed: int = 0, accuracy: tuple[float, float, float] = (1.0, 0.0, 0.0), roll: int | None = None
+) -> str:
+    """Return the full answer (before stop strings or max_tokens) for a prompt's last user text.
+
+    ``roll`` replaces the prompt hash when picking the ``accuracy`` share, so a re-ask
+    (same question, longer conversation) can land on another share.
+    """
     h = stable_hash(seed, prompt)
+    schema = schema_in_text(prompt)
+    if schema is not None:
+        return _schema_answer(prompt, schema, seed, accuracy, roll)
     expr = find_expression(prompt)
     if expr is not None:
         value = evaluate(expr)
         if value is not None:
-            return arithmetic_answer(prompt, expr, value, h, accuracy)
+            return arithmetic_answer(prompt, expr, value, h, accuracy, roll)
     lower = prompt.lower()
     if _GREETING.search(lower):
         return _GREETINGS[h % len(_GREETINGS)]
@@ -98,6 +110,60 @@ def answer_text(prompt: str, seed: int = 0, accuracy: tuple[float, float, float]
     if _VERSE.search(lower):
         return _verse(topic, random.Random(h))
     return _prose(topic, 40 + h % 121, random.Random(h))
+
+
+def prompt_hints(
+    prompt: str, seed: int, accuracy: tuple[float, float, float], roll: int | None = None
+) -> tuple[Hints, int]:
+    """Return what a JSON answer to ``prompt`` can fill in meaningfully, and the accuracy share picked.
+
+    The share is 0 (right), 1 (not JSON) or 2 (wrong result). A quoted JSON schema is
+    left out before looking for arithmetic, so numbers in it are not taken as the question.
+    """
+    h = stable_hash(seed, prompt)
+    kind = pick_share(roll if roll is not None else h, accuracy)
+    schema_text = json_template(prompt) if schema_in_text(prompt) is not None else None
+    bare = prompt.replace(schema_text, " ") if schema_text else prompt
+    expr = find_expression(bare)
+    value = evaluate(expr) if expr is not None else None
+    if expr is not None and value is not None:
+        result = format_number(value)
+        if kind == 2:
+            result = wrong_result(result, roll if roll is not None else h)
+        return Hints(expr, result, f"{expr} = {result}"), kind
+    return Hints(text=_gist(answer_text(bare.strip(), seed))), kind
+
+
+def wrong_result(result: int | float, h: int) -> int | float:
+    """Return ``result`` off by a little, the way a model slips (1, 2 or 10 either way)."""
+    return result + (1, -1, 2, -2, 10, -10)[(h >> 20) % 6]
+
+
+def styled_json(obj: object, h: int) -> str:
+    """Write JSON the ways models do when asked in a prompt: fenced, on one line, or indented."""
+    style = (h >> 8) % 5
+    if style == 0:
+        return "```json\n" + json.dumps(obj, ensure_ascii=False, indent=2) + "\n```"
+    if style == 1:
+        return json.dumps(obj, ensure_ascii=False)
+    return json.dumps(obj, ensure_ascii=False, indent=2)
+
+
+def _gist(text: str) -> str:
+    """Return the first two sentences of an answer (at most 240 characters), for free-text fields."""
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    return " ".join(sentences[:2])[:240]
+
+
+def _schema_answer(
+    prompt: str, schema: dict[str, object], seed: int, accuracy: tuple[float, float, float], roll: int | None
+) -> str:
+    """Answer a prompt that quotes a JSON schema with an instance of it, as a model following it would."""
+    hints, kind = prompt_hints(prompt, seed, accuracy, roll)
+    h = stable_hash(seed, prompt)
+    if kind == 1 and hints.expression is not None and hints.value is not None:
+        return _arith_prose(prompt, hints.expression, hints.value, h)
+    return styled_json(instance(schema, hints, h), h)
 
 
 _CODE = re.compile(r"\b(code|python|function|script|snippet)\b")
@@ -132,27 +198,27 @@ def _special(lower: str, h: int) -> str | None:
 
 
 def arithmetic_answer(
-    prompt: str, expr: str, value: Fraction, h: int, accuracy: tuple[float, float, float]
+    prompt: str,
+    expr: str,
+    value: Fraction,
+    h: int,
+    accuracy: tuple[float, float, float],
+    roll: int | None = None,
 ) -> str:
     """Answer an arithmetic prompt: JSON when it holds a template, else a sentence.
 
-    ``accuracy`` (right, not JSON, wrong) picks by hash whether this prompt's answer
-    is correct JSON, a prose sentence that ignores the format, or off by a little.
+    ``accuracy`` (right, not JSON, wrong) picks by hash (``roll`` when given) whether this
+    prompt's answer is correct JSON, a prose sentence that ignores the format, or off by a little.
     """
-    kind = pick_share(h, accuracy)
+    pick = roll if roll is not None else h
+    kind = pick_share(pick, accuracy)
     result = format_number(value)
     if kind == 2:
-        result = result + (1, -1, 2, -2, 10, -10)[(h >> 20) % 6]
+        result = wrong_result(result, pick)
     template = json_template(prompt)
     if template is None or kind == 1:
         return _arith_prose(prompt, expr, result, h)
-    obj = fill_template(template, expr, result)
-    style = (h >> 8) % 5
-    if style == 0:
-        return "```json\n" + json.dumps(obj, ensure_ascii=False, indent=2) + "\n```"
-    if style == 1:
-        return json.dumps(obj, ensure_ascii=False)
-    return json.dumps(obj, ensure_ascii=False, indent=2)
+    return styled_json(fill_template(template, expr, result), h)
 
 
 def _arith_prose(prompt: str, expr: str, result: int | float, h: int) -> str:

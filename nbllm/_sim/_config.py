@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Faults", "KeyProfile", "SimConfig"]
+from .._exceptions import ConfigurationError
+
+__all__ = ["JSON_FAULT_KINDS", "Faults", "KeyProfile", "SimConfig"]
+
+JSON_FAULT_KINDS = ("truncated", "wrong_type", "missing_field", "single_quotes")
+"""How a JSON answer can break; see `Faults.broken_json_kinds`."""
+_RESPONSE_FORMAT = ("honour", "ignore", "reject")
 
 
 @dataclass(frozen=True)
@@ -15,6 +21,15 @@ class Faults:
     The same faults can be forced for one prompt with a ``[[sim:FAULT]]`` directive
     (``500``, ``503``, ``529``, ``429``, ``disconnect``, ``malformed``, ``stream_error``,
     ``slow``), or ``[[sim:FAULT:once]]`` so that a retry of the same prompt succeeds.
+
+    Broken JSON: ``Faults(broken_json=0.1)`` damages one in ten answers that are meant to
+    be JSON (asked for in the prompt, ``json_object`` mode, a JSON schema, a forced
+    Anthropic tool) in one of `broken_json_kinds`. The roll hashes the whole conversation,
+    so a re-ask (the bad answer plus a message naming the error) rolls again, at
+    `broken_json_on_reask`. ``[[sim:broken_json]]`` in the question breaks every attempt,
+    ``[[sim:broken_json:once]]`` only the first, ``[[sim:broken_json_KIND]]`` picks the kind.
+    Batches: `batch_line_error_rate` errors single lines, `batch_expire_rate` makes whole
+    batches expire half way; ``[[sim:500]]`` (or ``429``, ``529``) in a batch line errors it.
     """
 
     error_500: float = 0.0
@@ -31,9 +46,34 @@ class Faults:
     """Streams only: the last fifth of the tokens arrive five times slower."""
     error_in_stream: float = 0.0
     """Streams only: HTTP 200, some tokens, then a provider error event and the end."""
+    broken_json: float = 0.0
+    """Share of first attempts at a JSON answer that come back broken (see the class docstring)."""
+    broken_json_on_reask: float = 0.0
+    """The same share on a conversation that already holds an assistant answer: models fix an
+    answer once told what is wrong, so 0 means a re-ask always parses."""
+    broken_json_kinds: tuple[str, ...] = ("truncated", "wrong_type", "missing_field", "single_quotes")
+    """Which kinds the dice pick from: truncated (finish_reason length), wrong_type
+    (``"result": "twelve"``), missing_field, single_quotes (prose around ``{'a': 1}``).
+    Kinds a mode cannot produce are skipped: a strict schema only truncates, JSON mode and
+    tools never write prose."""
+    batch_line_error_rate: float = 0.0
+    """Share of batch lines that fail with a server error (OpenAI: status 500 in the error
+    file; Anthropic: an ``errored`` result with ``api_error``), drawn per batch and line."""
+    batch_expire_rate: float = 0.0
+    """Share of batches that expire half way through processing: finished lines keep their
+    results, the rest are ``expired`` (OpenAI: ``batch_expired`` in the error file)."""
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.broken_json_kinds if k not in JSON_FAULT_KINDS]
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown broken_json_kinds {unknown}: use any of {', '.join(JSON_FAULT_KINDS)}."
+            )
 
     def active(self) -> bool:
-        """Tell whether any probability is set, so the common no-fault path skips the dice."""
+        """Tell whether any request fault (500, overload, stream faults) is set, so the common path skips the dice.
+
+        Broken JSON and batch faults are rolled where they apply, not here."""
         return any(
             p > 0
             for p in (
@@ -100,5 +140,26 @@ class SimConfig:
     """Seeds answers, jitter and fault dice."""
     arithmetic_accuracy: tuple[float, float, float] = (0.97, 0.015, 0.015)
     """Shares of arithmetic answers that are right / not JSON / wrong, picked by prompt hash."""
+    arithmetic_accuracy_on_reask: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    """The same shares on a re-ask (a conversation that already holds an assistant answer),
+    picked by a hash of the whole conversation: a model told "result must equal 3+4" fixes it."""
+    response_format: str = "honour"
+    """How the OpenAI route treats ``response_format``: "honour" (structured outputs),
+    "ignore" (answer as if it were absent, like a server that drops unknown fields) or
+    "reject" (400 invalid_request_error naming the parameter, like servers without it)."""
+    batch_seconds: float = 2.0
+    """How long a provider batch takes: validating 10 %, lines finishing one by one over
+    80 %, finalizing 10 % (the clock is the server's event loop)."""
+    batch_expire_after: float | None = None
+    """Seconds after creation at which a batch's unfinished lines expire, and what its
+    ``expires_at`` reports; None means the providers' 24 hours."""
     max_concurrency: int | None = None
     """Requests processed at once; more wait in a queue (their time to first token grows)."""
+
+    def __post_init__(self) -> None:
+        if self.response_format not in _RESPONSE_FORMAT:
+            raise ConfigurationError(
+                f"SimConfig.response_format={self.response_format!r}: use 'honour', 'ignore' or 'reject'."
+            )
+        if self.batch_seconds < 0:
+            raise ConfigurationError("SimConfig.batch_seconds must be 0 or more (seconds a batch takes).")

@@ -54,7 +54,7 @@ def bad_request(anthropic: bool, exc: BadRequest, headers: dict[str, str]) -> we
     """Return 400 invalid_request_error."""
     if anthropic:
         return _json(400, anthropic_error("invalid_request_error", exc.message), headers)
-    return _json(400, openai_error(exc.message, "invalid_request_error", None, exc.param), headers)
+    return _json(400, openai_error(exc.message, "invalid_request_error", exc.code, exc.param), headers)
 
 
 def quota_error(anthropic: bool, headers: dict[str, str]) -> web.Response:

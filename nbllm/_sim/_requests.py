@@ -5,21 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ._badrequest import BadRequest
+from ._structured import Shape, anthropic_shape, openai_shape
 from ._tokens import content_text
 
 __all__ = ["BadRequest", "Call", "anthropic_key", "bearer_key", "parse_anthropic", "parse_openai"]
 
 DEFAULT_MAX_TOKENS = 256
 """Tokens assumed for the TPM estimate when a request gives no max_tokens (OpenAI route)."""
-
-
-class BadRequest(Exception):
-    """A request the provider would answer with 400 invalid_request_error."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
 
 
 @dataclass(frozen=True)
@@ -33,6 +26,8 @@ class Call:
     include_usage: bool
     max_tokens: int | None
     stop: tuple[str, ...]
+    shape: Shape | None = None
+    """The structured form the answer must take (JSON schema, JSON object, forced tool), if any."""
 
     @property
     def token_budget(self) -> int:
@@ -99,8 +94,11 @@ def _as_object(body: Any) -> Mapping[str, Any]:
     return body
 
 
-def parse_openai(body: Any) -> Call:
-    """Validate a Chat Completions body; raise `BadRequest` like OpenAI would."""
+def parse_openai(body: Any, response_format: str = "honour") -> Call:
+    """Validate a Chat Completions body; raise `BadRequest` like OpenAI would.
+
+    ``response_format`` is `SimConfig.response_format`: how this server treats that parameter.
+    """
     body = _as_object(body)
     model, messages = _require_model(body), _require_messages(body)
     if body.get("n", 1) not in (1, None):
@@ -117,6 +115,7 @@ def parse_openai(body: Any) -> Call:
         include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
         max_tokens=max_tokens,
         stop=_stop_list(body.get("stop"), "stop"),
+        shape=openai_shape(body.get("response_format"), messages, response_format),
     )
 
 
@@ -137,4 +136,5 @@ def parse_anthropic(body: Any) -> Call:
         include_usage=True,
         max_tokens=_positive_int(body.get("max_tokens"), "max_tokens"),
         stop=_stop_list(body.get("stop_sequences"), "stop_sequences"),
+        shape=anthropic_shape(body.get("tools"), body.get("tool_choice"), body.get("output_config")),
     )

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -42,13 +42,17 @@ class Simulator:
             client.chat.completions.create(model="gpt-4o-mini", messages=[...])
             print(sim.stats()["total"])
 
-    Anthropic clients use ``base_url=sim.base_url`` (no ``/v1``).
+    Anthropic clients use ``base_url=sim.base_url`` (no ``/v1``). ``clock`` (seconds,
+    monotonic) drives batch timelines; tests pass one they move by hand, the default is
+    the server's event loop.
     """
 
-    def __init__(self, config: SimConfig | None = None, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, config: SimConfig | None = None, *, host: str = "127.0.0.1", clock: Callable[[], float] | None = None
+    ) -> None:
         self.config = config or SimConfig()
         self.host = host
-        self._server = SimServer(self.config)
+        self._server = SimServer(self.config, clock=clock)  # clock: seconds for batch timelines (tests pass their own)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -136,6 +140,11 @@ class Simulator:
         any 60 s).
         """
         return self._server.state.stats()
+
+    def batch_stats(self) -> dict[str, Any]:
+        """Return what the batch APIs saw: batches_created (and openai_batches, anthropic_batches,
+        by_key), batch_lines, files_uploaded, batches_cancelled, batches_deleted."""
+        return self._server.batches.stats()
 
     def reset_stats(self) -> None:
         """Zero all counters (rate-limit buckets and quotas are kept)."""

@@ -7,19 +7,23 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
-from ._answers import answer_text
+from ._batch_http import BatchContext
+from ._batch_routes import OpenAIBatchRoutes
+from ._batch_store import BatchStore
 from ._config import SimConfig
 from ._errors import auth_error, bad_request, injected_error, quota_error, rate_limit_error, version_missing
-from ._faults import BEFORE_ANSWER, parse_directive, roll_fault, strip_directives
+from ._faults import BEFORE_ANSWER, parse_directive, roll_fault
 from ._hashing import unit
+from ._msgbatch_routes import AnthropicBatchRoutes
 from ._pacing import Pacing, nonstream_delay, plan_pacing, schedule
 from ._requests import BadRequest, Call, anthropic_key, bearer_key, parse_anthropic, parse_openai
+from ._respond import Reply, respond
 from ._state import SimState, Ticket
-from ._tokens import Completion, count_prompt_tokens, finish_answer, last_user_text
+from ._tokens import count_prompt_tokens, last_user_text
 from ._wire import (
     anthropic_message,
     anthropic_stream,
@@ -53,19 +57,32 @@ class _Ctx:
 class SimServer:
     """Holds the simulator's state and serves both APIs from one `aiohttp.web.Application`."""
 
-    def __init__(self, config: SimConfig, state: SimState | None = None) -> None:
+    def __init__(
+        self, config: SimConfig, state: SimState | None = None, clock: Callable[[], float] | None = None
+    ) -> None:
         self.config = config
         self.state = state or SimState(config)
+        self.batches = BatchStore()
+        self._clock = clock
         self._tag = secrets.token_hex(6)  # makes ids unique across simulator instances
         self._sem = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
+        batch_ctx = BatchContext(config, self.state, self.batches, self.clock)
+        self._batch_routes = (OpenAIBatchRoutes(batch_ctx), AnthropicBatchRoutes(batch_ctx))
+
+    def clock(self) -> float:
+        """Return the seconds batch timelines run on: the given clock, or the event loop's."""
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     def make_app(self) -> web.Application:
-        """Return the application with the OpenAI, Anthropic and model-list routes."""
+        """Return the application with the chat, model-list, files and batch routes of both APIs."""
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.openai_chat)
         app.router.add_post("/v1/messages", self.anthropic_messages)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/sim/stats", self.sim_stats)
+        for routes in self._batch_routes:
+            routes.register(app)
         return app
 
     async def openai_chat(self, request: web.Request) -> web.StreamResponse:
@@ -84,6 +101,11 @@ class SimServer:
         """``GET /health``: liveness for scripts that wait for a standalone simulator."""
         return web.Response(text="ok")
 
+    async def sim_stats(self, request: web.Request) -> web.Response:
+        """``GET /sim/stats``: `Simulator.stats()` and `Simulator.batch_stats()` for a simulator in another
+        process (keys appear by alias or masked, never in full)."""
+        return web.json_response({"keys": self.state.stats(), "batches": self.batches.stats()})
+
     async def _chat(self, request: web.Request, anthropic: bool) -> web.StreamResponse:
         """Authorise, validate, rate-limit, then answer; every admitted request is checked out."""
         now = time.monotonic()
@@ -97,7 +119,7 @@ class SimServer:
         try:
             if anthropic and "anthropic-version" not in request.headers:
                 raise version_missing()
-            call = await _parse(request, anthropic)
+            call = await _parse(request, anthropic, self.config.response_format)
         except BadRequest as exc:
             self.state.count(ticket, "bad_requests")
             return bad_request(anthropic, exc, headers)
@@ -137,16 +159,16 @@ class SimServer:
         if fault in BEFORE_ANSWER:
             ctx.outcome = "rate_limited" if fault == "429" else "server_errors"
             return injected_error(ctx.anthropic, fault, ctx.headers)
-        text = answer_text(strip_directives(raw), cfg.seed, cfg.arithmetic_accuracy)
-        done = finish_answer(text, call.max_tokens, call.stop)
+        reply = respond(call, cfg, self.state.claim_once)
         u = unit(cfg.seed, ctx.number, 99) if cfg.ttft_jitter else 0.5
-        pacing = plan_pacing(cfg, ctx.ticket.profile.latency_scale, u, done.tokens, fault == "slow")
+        pacing = plan_pacing(cfg, ctx.ticket.profile.latency_scale, u, reply.done.tokens, fault == "slow")
         if call.stream:
-            return await self._stream(ctx, done, pacing, fault)
-        return await self._complete(ctx, done, pacing, fault)
+            return await self._stream(ctx, reply, pacing, fault)
+        return await self._complete(ctx, reply, pacing, fault)
 
-    async def _complete(self, ctx: _Ctx, done: Completion, pacing: Pacing, fault: str | None) -> web.StreamResponse:
+    async def _complete(self, ctx: _Ctx, reply: Reply, pacing: Pacing, fault: str | None) -> web.StreamResponse:
         """Send a non-stream answer after the whole generation time."""
+        done = reply.done
         delay = nonstream_delay(self.config, pacing, done.tokens, ctx.ticket.profile.latency_scale)
         if delay > 0:
             await asyncio.sleep(delay)
@@ -159,7 +181,7 @@ class SimServer:
             return injected_error(ctx.anthropic, "500", ctx.headers)
         created = int(time.time())
         if ctx.anthropic:
-            body = anthropic_message(f"msg_{ctx.rid}", ctx.call.model, done, ctx.prompt_tokens)
+            body = anthropic_message(f"msg_{ctx.rid}", ctx.call.model, done, ctx.prompt_tokens, reply.tool)
         else:
             body = openai_completion(f"chatcmpl-{ctx.rid}", created, ctx.call.model, done, ctx.prompt_tokens)
         if fault == "malformed":
@@ -167,18 +189,19 @@ class SimServer:
         ctx.sent = done.tokens
         return web.Response(body=body, headers=ctx.headers, content_type="application/json")
 
-    def _events(self, ctx: _Ctx, done: Completion) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    def _events(self, ctx: _Ctx, reply: Reply) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """Return the provider's stream events as (head, pieces, tail)."""
+        done = reply.done
         if ctx.anthropic:
-            return anthropic_stream(f"msg_{ctx.rid}", ctx.call.model, done, ctx.prompt_tokens)
+            return anthropic_stream(f"msg_{ctx.rid}", ctx.call.model, done, ctx.prompt_tokens, reply.tool)
         created = int(time.time())
         return openai_stream(
             f"chatcmpl-{ctx.rid}", created, ctx.call.model, done, ctx.prompt_tokens, ctx.call.include_usage
         )
 
-    async def _stream(self, ctx: _Ctx, done: Completion, pacing: Pacing, fault: str | None) -> web.StreamResponse:
+    async def _stream(self, ctx: _Ctx, reply: Reply, pacing: Pacing, fault: str | None) -> web.StreamResponse:
         """Stream the answer as SSE, applying a mid-stream fault if one was picked."""
-        head, body, tail = self._events(ctx, done)
+        head, body, tail = self._events(ctx, reply)
         cut = max(1, len(body) // 2) if body else 0  # where mid-stream faults strike
         real = len(body)
         if fault == "malformed":
@@ -250,11 +273,11 @@ def _drop_connection(request: web.Request) -> None:
         transport.close()
 
 
-async def _parse(request: web.Request, anthropic: bool) -> Call:
-    """Read and validate the JSON body of a chat request."""
+async def _parse(request: web.Request, anthropic: bool, response_format: str) -> Call:
+    """Read and validate the JSON body of a chat request (``response_format``: `SimConfig.response_format`)."""
     raw = await request.read()
     try:
         body = json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"We could not parse the JSON body of your request: {exc}") from None
-    return parse_anthropic(body) if anthropic else parse_openai(body)
+    return parse_anthropic(body) if anthropic else parse_openai(body, response_format)

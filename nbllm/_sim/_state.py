@@ -137,6 +137,20 @@ class SimState:
             assert profile is not None
             return Ticket(raw, name, profile, self._limiter(raw, profile, now), self._exposes(profile)), None
 
+    def identify(self, key: str | None) -> tuple[str, str | None]:
+        """Return (key name, refusal) as `authorize` decides them, without counting a chat request.
+
+        Batch and file routes use it: they share the keys but not the chat statistics.
+        """
+        with self._lock:
+            profile = self._profiles.get(key or "")
+            if profile is None and self._open:
+                profile = _UNLIMITED
+            name = (profile.alias if profile and profile.alias else None) or mask_key(key)
+            if profile is None:
+                return name, "missing" if not key else "unknown"
+            return name, "revoked" if profile.revoked else None
+
     def _exposes(self, profile: KeyProfile) -> bool:
         """Tell whether limit headers are sent for this profile (its override wins)."""
         if profile.expose_limit_headers is not None:

@@ -31,7 +31,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def content_text(content: Any) -> str:
-    """Return the text of a message ``content``: a string, or a list of text parts (both APIs)."""
+    """Return the text of a message ``content``: a string, or a list of text / tool_result parts (both APIs)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -41,6 +41,8 @@ def content_text(content: Any) -> str:
                 texts.append(part)
             elif isinstance(part, dict) and isinstance(part.get("text"), str):
                 texts.append(part["text"])
+            elif isinstance(part, dict) and part.get("type") == "tool_result":
+                texts.append(content_text(part.get("content")))  # e.g. a validation error sent back
         return "\n".join(texts)
     return ""
 

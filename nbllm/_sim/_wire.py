@@ -7,20 +7,25 @@ JSON-escaped once (`Completion.escaped`), so a zero-latency stream costs a join.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._tokens import Completion
+
+if TYPE_CHECKING:
+    from ._respond import ToolUse
 
 __all__ = [
     "ANTHROPIC_STOP",
     "OPENAI_FINISH",
     "anthropic_error",
     "anthropic_message",
+    "anthropic_message_object",
     "anthropic_stream",
     "anthropic_stream_error",
     "malformed_event",
     "models_list",
     "openai_completion",
+    "openai_completion_object",
     "openai_error",
     "openai_stream",
     "openai_stream_error",
@@ -49,24 +54,29 @@ def anthropic_error(type_: str, message: str) -> bytes:
 
 def openai_completion(rid: str, created: int, model: str, done: Completion, prompt_tokens: int) -> bytes:
     """Return a non-stream ``chat.completion`` body."""
-    return _dumps(
-        {
-            "id": rid,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": done.text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": OPENAI_FINISH[done.finish],
-                }
-            ],
-            "usage": _openai_usage(prompt_tokens, done.tokens),
-            "system_fingerprint": None,
-        }
-    )
+    return _dumps(openai_completion_object(rid, created, model, done, prompt_tokens))
+
+
+def openai_completion_object(
+    rid: str, created: int, model: str, done: Completion, prompt_tokens: int
+) -> dict[str, Any]:
+    """Return a ``chat.completion`` as a dict (a batch output line embeds it)."""
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": done.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": OPENAI_FINISH[done.finish],
+            }
+        ],
+        "usage": _openai_usage(prompt_tokens, done.tokens),
+        "system_fingerprint": None,
+    }
 
 
 def _openai_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -78,20 +88,43 @@ def _openai_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def anthropic_message(rid: str, model: str, done: Completion, input_tokens: int) -> bytes:
+def anthropic_message(
+    rid: str, model: str, done: Completion, input_tokens: int, tool: ToolUse | None = None
+) -> bytes:
     """Return a non-stream Anthropic ``message`` body."""
-    return _dumps(
-        {
-            "id": rid,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": done.text}],
-            "stop_reason": ANTHROPIC_STOP[done.finish],
-            "stop_sequence": done.stop_sequence,
-            "usage": {"input_tokens": input_tokens, "output_tokens": done.tokens},
-        }
-    )
+    return _dumps(anthropic_message_object(rid, model, done, input_tokens, tool))
+
+
+def anthropic_message_object(
+    rid: str, model: str, done: Completion, input_tokens: int, tool: ToolUse | None = None
+) -> dict[str, Any]:
+    """Return an Anthropic ``message`` as a dict: one text block, or one ``tool_use`` block for a forced tool."""
+    if tool is not None:
+        block: dict[str, Any] = {"type": "tool_use", "id": _tool_id(rid), "name": tool.name, "input": tool.input}
+    else:
+        block = {"type": "text", "text": done.text}
+    return {
+        "id": rid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [block],
+        "stop_reason": _stop_reason(done, tool is not None),
+        "stop_sequence": done.stop_sequence,
+        "usage": {"input_tokens": input_tokens, "output_tokens": done.tokens},
+    }
+
+
+def _tool_id(rid: str) -> str:
+    """Return the ``toolu_…`` id of the tool call in message ``msg_…``."""
+    return "toolu_" + rid.removeprefix("msg_")
+
+
+def _stop_reason(done: Completion, tool: bool) -> str:
+    """Return Anthropic's stop_reason: ``tool_use`` for a finished tool call, else from how the text ended."""
+    if tool and done.finish == "end":
+        return "tool_use"
+    return ANTHROPIC_STOP[done.finish]
 
 
 def openai_stream(
@@ -141,24 +174,33 @@ def _event(name: str, payload: bytes) -> bytes:
 
 
 def anthropic_stream(
-    rid: str, model: str, done: Completion, input_tokens: int
+    rid: str, model: str, done: Completion, input_tokens: int, tool: ToolUse | None = None
 ) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """Return a Messages stream as (head, one ``content_block_delta`` per piece, tail).
 
     Head: message_start (output_tokens 1, as Anthropic reports it), content_block_start
     and a ping. Tail: content_block_stop, message_delta with the cumulative
-    output_tokens and stop_reason, and message_stop.
+    output_tokens and stop_reason, and message_stop. A forced tool streams a
+    ``tool_use`` block (input ``{}``) whose JSON arrives as ``input_json_delta`` pieces.
     """
+    if tool is not None:
+        start = {"type": "tool_use", "id": _tool_id(rid), "name": tool.name, "input": {}}
+        kind, field = "input_json_delta", "partial_json"
+    else:
+        start, kind, field = {"type": "text", "text": ""}, "text_delta", "text"
     head = [
         _event("message_start", _message_start(rid, model, input_tokens)),
-        _event("content_block_start", b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'),
+        _event("content_block_start", _dumps({"type": "content_block_start", "index": 0, "content_block": start})),
         _event("ping", b'{"type":"ping"}'),
     ]
-    delta = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+    delta = (
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        f'"delta":{{"type":"{kind}","{field}":'
+    )
     body = [(delta + esc + "}}\n\n").encode() for esc in done.escaped]
     end = {
         "type": "message_delta",
-        "delta": {"stop_reason": ANTHROPIC_STOP[done.finish], "stop_sequence": done.stop_sequence},
+        "delta": {"stop_reason": _stop_reason(done, tool is not None), "stop_sequence": done.stop_sequence},
         "usage": {"output_tokens": done.tokens},
     }
     tail = [
