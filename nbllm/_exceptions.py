@@ -16,7 +16,8 @@ NbllmError
 ├── RequestTimeoutError       connect, idle-between-chunks or overall deadline passed
 ├── APIConnectionError        the server could not be reached after the retries ran out
 ├── NoKeyAvailableError       every key in the pool is disabled
-└── BatchInterrupted          a batch was interrupted; .results holds what finished
+├── BatchInterrupted          a batch was interrupted; .results holds what finished
+└── ProviderBatchError        a request in a provider batch never ran: expired, cancelled, rejected, gone
 ```
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigurationError",
     "NbllmError",
     "NoKeyAvailableError",
+    "ProviderBatchError",
     "ProviderError",
     "QuotaExhaustedError",
     "RateLimitError",
@@ -137,3 +139,18 @@ class BatchInterrupted(NbllmError):
     def __init__(self, message: str, *, results: Any = None) -> None:
         super().__init__(message)
         self.results = results
+
+
+class ProviderBatchError(NbllmError):
+    """A request sent through a provider batch (``mode="batch"``) got no answer from it.
+
+    ``fate`` says why: ``expired`` (the 24-hour window ended first), ``cancelled``, ``failed`` (the
+    provider rejected the whole batch), ``missing`` (the batch ended without a line for it) or ``gone``
+    (the server no longer knows the batch). Expired, missing and gone requests are worth sending again.
+    """
+
+    def __init__(self, message: str, *, fate: str, batch_id: str | None = None) -> None:
+        super().__init__(message)
+        self.fate = fate
+        self.batch_id = batch_id
+        self.retryable = fate in ("expired", "missing", "gone")

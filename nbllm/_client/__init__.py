@@ -6,11 +6,30 @@
 - ``retry``: which failures are retried and how long to wait (pure).
 - ``ratelimits``: rate-limit headers turned into a ``RateLimitSnapshot`` (pure).
 - ``providers``: the OpenAI-compatible and Anthropic wire formats (pure).
+
+The provider batch APIs (``nbllm._batchapi``) use the same transport, providers and retry rules.
 """
 
 from .attempts import Target, run_call
-from .http import Timeouts
-from .providers import CallSpec, resolve_model
-from .retry import RetryPolicy
+from .http import Timeouts, TransportBroken, TransportTimeout, UploadFile, get_transport
+from .providers import CallSpec, Provider, error_for_status, make_provider, resolve_model
+from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
 
-__all__ = ["CallSpec", "RetryPolicy", "Target", "Timeouts", "resolve_model", "run_call"]
+__all__ = [
+    "CallSpec",
+    "Provider",
+    "RetryPolicy",
+    "Target",
+    "Timeouts",
+    "TransportBroken",
+    "TransportTimeout",
+    "UploadFile",
+    "backoff_delay",
+    "error_for_status",
+    "get_transport",
+    "is_retryable_status",
+    "make_provider",
+    "parse_retry_after",
+    "resolve_model",
+    "run_call",
+]

@@ -1,9 +1,11 @@
 """The HTTP layer of the engine loop: one small interface, two transports, chosen by measurement.
 
-``post(url, headers, body, timeouts)`` is an async context manager yielding a response with ``status``,
-case-insensitive ``headers``, ``aiter_bytes()`` and ``aread()``; transport failures come out as
-``TransportTimeout`` (with ``kind``: connect / idle) or ``TransportBroken``. Nothing else in nbllm sees
-the HTTP library.
+``post(url, headers, body, timeouts)`` (``body``: a JSON value, or bytes already encoded) is an async
+context manager yielding a response with ``status``, case-insensitive ``headers``, ``aiter_bytes()`` and
+``aread()``; transport failures come out as ``TransportTimeout`` (with ``kind``: connect / idle) or
+``TransportBroken``. Nothing else in nbllm sees the HTTP library. The provider batch APIs also need ``get(url, headers, timeouts)`` (batch status,
+result files) and ``upload(url, headers, fields, file, timeouts)`` (a multipart ``POST /v1/files``),
+which answer and fail the same way.
 
 - ``aiohttp`` (default): aiohttp's client directly. The client-overhead benchmark
   (``benchmarks/bench_overhead.py``) measured httpx2's API over aiohttp (``httpx_aiohttp``) at about twice
@@ -28,7 +30,7 @@ from typing import Any, Protocol
 from .._engine import get_engine
 from .._exceptions import ConfigurationError
 
-__all__ = ["HttpResponse", "Timeouts", "TransportBroken", "TransportTimeout", "get_transport"]
+__all__ = ["HttpResponse", "Timeouts", "TransportBroken", "TransportTimeout", "UploadFile", "get_transport"]
 
 _MAX_CONNECTIONS = 1000
 
@@ -41,6 +43,16 @@ class Timeouts:
     connect: float = 10.0
     idle: float = 120.0
     total: float | None = 600.0
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    """The file part of a multipart upload: form field name, file name, bytes and media type."""
+
+    field: str
+    filename: str
+    data: bytes
+    content_type: str = "application/octet-stream"
 
 
 class TransportTimeout(Exception):
@@ -101,13 +113,44 @@ class _AiohttpTransport:
     async def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> AsyncIterator[HttpResponse]:
         aiohttp = self._aiohttp
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
-        data = json.dumps(body, ensure_ascii=False).encode()
+        # bytes are a body already encoded as JSON (a provider batch of up to 256 MB is encoded once)
+        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         try:
             async with self._get_session().post(url, data=data, headers=headers, timeout=timeout) as raw:
                 yield _AiohttpResponse(raw)
         except aiohttp.ConnectionTimeoutError as error:
             raise TransportTimeout("connect", str(error)) from None
         except aiohttp.ServerTimeoutError as error:  # sock_read: no byte for `idle` seconds
+            raise TransportTimeout("idle", str(error)) from None
+        except aiohttp.ClientError as error:
+            raise TransportBroken(f"{type(error).__name__}: {error}") from None
+
+    def get(self, url: str, headers: Mapping[str, str], timeouts: Timeouts) -> Any:
+        """``GET url``: an async context manager yielding the response, as ``post`` does."""
+        return self._send("GET", url, headers, timeouts)
+
+    def upload(self, url: str, headers: Mapping[str, str], fields: Mapping[str, str], file: UploadFile,
+               timeouts: Timeouts) -> Any:
+        """A multipart/form-data ``POST`` of ``fields`` and ``file``, as ``post`` answers."""
+        form = self._aiohttp.FormData()
+        for name, value in fields.items():
+            form.add_field(name, value)
+        form.add_field(file.field, file.data, filename=file.filename, content_type=file.content_type)
+        return self._send("POST", url, headers, timeouts, data=form)
+
+    @contextlib.asynccontextmanager
+    async def _send(self, method: str, url: str, headers: Mapping[str, str], timeouts: Timeouts,
+                    **kwargs: Any) -> AsyncIterator[HttpResponse]:
+        aiohttp = self._aiohttp
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
+        try:
+            # no redirects: a key sent in a custom header would follow one to another origin
+            async with self._get_session().request(method, url, headers=headers, timeout=timeout,
+                                                   allow_redirects=False, **kwargs) as raw:
+                yield _AiohttpResponse(raw)
+        except aiohttp.ConnectionTimeoutError as error:
+            raise TransportTimeout("connect", str(error)) from None
+        except aiohttp.ServerTimeoutError as error:
             raise TransportTimeout("idle", str(error)) from None
         except aiohttp.ClientError as error:
             raise TransportBroken(f"{type(error).__name__}: {error}") from None
@@ -156,8 +199,35 @@ class _Httpx2Transport:
         httpx = self._httpx
         # pool=None: nbllm's own limits gate concurrency; a pool timeout would only fail healthy requests
         timeout = httpx.Timeout(connect=timeouts.connect, read=timeouts.idle, write=30.0, pool=None)
+        content = {"content": body} if isinstance(body, bytes) else {"json": body}
         try:
-            async with self._client.stream("POST", url, json=body, headers=dict(headers), timeout=timeout) as raw:
+            async with self._client.stream("POST", url, headers=dict(headers), timeout=timeout, **content) as raw:
+                yield _Httpx2Response(raw)
+        except httpx.ConnectTimeout as error:
+            raise TransportTimeout("connect", str(error)) from None
+        except httpx.TimeoutException as error:
+            raise TransportTimeout("idle", str(error)) from None
+        except httpx.TransportError as error:
+            raise TransportBroken(f"{type(error).__name__}: {error}") from None
+
+    def get(self, url: str, headers: Mapping[str, str], timeouts: Timeouts) -> Any:
+        """``GET url``: an async context manager yielding the response, as ``post`` does."""
+        return self._send("GET", url, headers, timeouts)
+
+    def upload(self, url: str, headers: Mapping[str, str], fields: Mapping[str, str], file: UploadFile,
+               timeouts: Timeouts) -> Any:
+        """A multipart/form-data ``POST`` of ``fields`` and ``file``, as ``post`` answers."""
+        files = {file.field: (file.filename, file.data, file.content_type)}
+        return self._send("POST", url, headers, timeouts, data=dict(fields), files=files)
+
+    @contextlib.asynccontextmanager
+    async def _send(self, method: str, url: str, headers: Mapping[str, str], timeouts: Timeouts,
+                    **kwargs: Any) -> AsyncIterator[HttpResponse]:
+        httpx = self._httpx
+        # a large upload may take a while to write; reads keep the idle timeout
+        timeout = httpx.Timeout(connect=timeouts.connect, read=timeouts.idle, write=timeouts.idle, pool=None)
+        try:
+            async with self._client.stream(method, url, headers=dict(headers), timeout=timeout, **kwargs) as raw:
                 yield _Httpx2Response(raw)
         except httpx.ConnectTimeout as error:
             raise TransportTimeout("connect", str(error)) from None
