@@ -17,6 +17,7 @@ kernels share the file. Keys are never written: every text that came from outsid
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -29,11 +30,13 @@ from typing import Any, Iterable, Iterator, Mapping
 from .._exceptions import ConfigurationError
 from .._secrets import redact
 from .._types import Failure, Response, Usage
+from .jobs import JOBS_SCHEMA, ProviderJobs
 from .writer import GroupWriter
 
 __all__ = ["Store", "default_store_path", "request_fingerprint"]
 
-SCHEMA_VERSION = 1
+# 2: the provider batch job record (jobs.py); a version-1 file gets the new tables, its rows stay
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -205,6 +208,7 @@ class Store:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
         self._writer = GroupWriter(self._write_many)
+        self.provider_jobs = ProviderJobs(self._locked)  # provider batches: what was sent, where, with which key
         # rows still queued when the interpreter exits are written before it goes
         atexit.register(self._writer.close)
 
@@ -220,7 +224,7 @@ class Store:
                     f"knows {SCHEMA_VERSION}). Upgrade nbllm or set NBLLM_STORE to another file."
                 )
             if version < SCHEMA_VERSION:
-                for statement in _SCHEMA.split(";"):
+                for statement in (_SCHEMA + JOBS_SCHEMA).split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -228,6 +232,12 @@ class Store:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held under the lock (the job record commits its own writes, at once)."""
+        with self._lock:
+            yield self._db()
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
