@@ -38,6 +38,9 @@ class Batch:
     ends, also when it was interrupted (``LLM.last_results``).
     """
 
+    # compute every item's store fingerprint even without a store (provider batches name requests by it)
+    needs_fingerprints = False
+
     def __init__(self, runner: CallRunner, prompts: Sequence[MessagesInput], *, cache: bool, progress: str,
                  concurrency: int, streaming: bool = False, overrides: dict[str, Any] | None = None,
                  on_results: Callable[[list[Any]], None] | None = None) -> None:
@@ -80,17 +83,17 @@ class Batch:
     def _prepare(self) -> list[PreparedCall]:
         """Every prompt as a call; identical prompts in one batch are distinct samples (the n-th copy
         gets sample n), so a rerun finds each copy's own answer."""
-        store = self.runner.store
+        fingerprints = self.needs_fingerprints or self.runner.store is not None
         seen: dict[str, int] = {}
         calls = []
         for prompt in self.prompts:
             sample = 0
-            if store is not None:
+            if fingerprints:
                 text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
                 sample = seen.get(text, 0)
                 seen[text] = sample + 1
             calls.append(self.runner.prepare(prompt, stream=self.streaming, overrides=self.overrides,
-                                             sample=sample, fingerprint=store is not None))
+                                             sample=sample, fingerprint=fingerprints))
         return calls
 
     def _serve_cached(self, calls: list[PreparedCall], emit: Callable[[int, Any], None] | None) -> list[int]:

@@ -51,11 +51,12 @@ def _stderr(message: str) -> None:
 
 
 class ProviderBatchJob:
-    """Runs rounds of one job (see module docstring). ``on_counts`` gets the provider's counts after
-    every poll; ``say`` reports what happened at the provider (stderr by default)."""
+    """Runs rounds of one job (see module docstring). ``on_counts(counts, waiting)`` gets the provider's
+    counts after every poll, and how many requests ended batches still hold uncollected; ``say``
+    reports what happened at the provider (stderr by default)."""
 
     def __init__(self, target: Target, store: Store, *, job_id: str, endpoint: str, options: BatchAPIOptions,
-                 on_counts: Callable[[Counts], None] | None = None, say: Callable[[str], None] = _stderr) -> None:
+                 on_counts: Callable[[Counts, int], None] | None = None, say: Callable[[str], None] = _stderr) -> None:
         self.target, self.store, self.jobs = target, store, store.provider_jobs
         self.job_id, self.endpoint, self.options = job_id, endpoint, options
         self.on_counts, self.say = on_counts, say
@@ -162,7 +163,8 @@ class ProviderBatchJob:
                 if not part.done:
                     await self._step(part, by_fp, on_outcome)
             if self.on_counts is not None:
-                self.on_counts(sum_counts(part.counts for part in parts))
+                waiting = sum(part.counts.processed for part in parts if not part.done)
+                self.on_counts(sum_counts(part.counts for part in parts), waiting)
             if all(part.done for part in parts):
                 return
             await schedule.sleep(schedule.delay(polls))

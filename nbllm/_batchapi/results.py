@@ -45,7 +45,7 @@ _WHAT_TO_DO = {
     "cancelled": "Rerun the call to send it again.",
     "failed": "Fix what the provider names and rerun the call.",
 }
-_DEFAULT_ADVICE = "nbllm sends it again in a follow-up batch; pass fallback='online' to answer such items online."
+_DEFAULT_ADVICE = "Rerun the call to send it again, or pass fallback='online' to answer such items online."
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ class ProgressDisplay:
     def _push(self, summary: str | None = None) -> None:
         """Copy the numbers into the bar and redraw it (``summary``: widget mode, under the bar)."""
         bar = self._bar
-        bar.n = self.progress.done  # set, not update(): tqdm's own throttle must not drop pushes
+        bar.n = self.progress.position  # set, not update(): tqdm's own throttle must not drop pushes
         postfix = _postfix(self.progress)
         if self.mode == "text":
             key_line = format_key_line(self.key_rows()) if self.key_rows is not None else ""

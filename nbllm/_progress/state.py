@@ -10,13 +10,17 @@ Rates are measured over a sliding 30 s window so that the ETA follows the curren
 down, a provider slowing) rather than the average since the start. Answers served from the store are
 counted (⟲) but are not requests: they would make a resumed batch look thousands of times faster. Every update is O(1) amortised:
 a batch of 100 000 items must not spend noticeable time on its own bookkeeping.
+
+A batch sent through a provider's batch API (``mode="batch"``) also shows the provider's own counts
+(``set_provider_counts``: validating / in progress / completed / failed) instead of request rates, and
+its cost at the batch price (``cost_factor``).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .._format import format_cost, format_count, format_duration, format_tokens
 from .._pricing import estimate_cost
@@ -25,6 +29,9 @@ __all__ = ["BatchProgress"]
 
 #: Width of the window (seconds) over which req/min, tok/min and the ETA are measured.
 WINDOW = 30.0
+# a provider batch's counts as the bar names them
+_PROVIDER_LABELS = (("validating", "validating"), ("in_progress", "in progress"), ("completed", "completed"),
+                    ("failed", "failed"))
 
 
 class BatchProgress:
@@ -32,12 +39,20 @@ class BatchProgress:
 
     __slots__ = (
         "total", "model", "done", "ok", "failed", "cached", "prompt_tokens", "completion_tokens",
-        "by_key", "_clock", "_start", "_window", "_window_tokens",
+        "by_key", "_clock", "_start", "_window", "_window_tokens", "cost_factor", "provider_counts",
+        "provider_waiting",
     )
 
-    def __init__(self, total: int, model: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, total: int, model: str = "", clock: Callable[[], float] = time.monotonic,
+                 cost_factor: float = 1.0) -> None:
         self.total = total
         self.model = model
+        # share of the list price paid (a provider batch pays half)
+        self.cost_factor = cost_factor
+        # a provider batch's own counts (validating, in_progress, completed, failed), once polled
+        self.provider_counts: dict[str, int] | None = None
+        # items the provider has finished whose results nbllm has not collected yet
+        self.provider_waiting = 0
         self.done = self.ok = self.failed = self.cached = 0
         # tokens actually spent; cached answers cost nothing and are not counted
         self.prompt_tokens = self.completion_tokens = 0
@@ -92,6 +107,17 @@ class BatchProgress:
         """Seconds the window covers: 30 s, or less at the start of the batch."""
         return max(min(WINDOW, now - self._start), 1e-3)
 
+    def set_provider_counts(self, counts: Mapping[str, int], finished_not_collected: int = 0) -> None:
+        """What the provider's batches report; the bar also moves with what they finished."""
+        self.provider_counts = dict(counts)
+        self.provider_waiting = max(finished_not_collected, 0)
+
+    @property
+    def position(self) -> int:
+        """Where the bar stands: finished items, plus those a provider batch finished but nbllm has not
+        collected yet (its answers arrive when the batch ends)."""
+        return min(self.done + self.provider_waiting, self.total)
+
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
@@ -128,17 +154,24 @@ class BatchProgress:
 
     @property
     def cost(self) -> float | None:
-        return estimate_cost(self.model, self.prompt_tokens, self.completion_tokens)
+        cost = estimate_cost(self.model, self.prompt_tokens, self.completion_tokens)
+        return None if cost is None else cost * self.cost_factor
+
+    def _provider_text(self) -> str:
+        counts = self.provider_counts or {}
+        return " · ".join(f"{label} {format_count(counts.get(name, 0))}" for name, label in _PROVIDER_LABELS)
 
     def format_line(self) -> str:
         """``"1 234/10 000 ✓1 230 ✗4 ⟲0 · 812 req/min · 95.3k tok/min · $0.041 · ETA 10:51"``."""
         parts = [
             f"{format_count(self.done)}/{format_count(self.total)} "
             f"✓{format_count(self.ok)} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}",
-            f"{self.requests_per_minute:.0f} req/min",
-            f"{format_tokens(self.tokens_per_minute)} tok/min",
         ]
-        cost, eta = self.cost, self.eta
+        if self.provider_counts is not None:
+            parts.append(f"batch: {self._provider_text()}")
+        else:
+            parts += [f"{self.requests_per_minute:.0f} req/min", f"{format_tokens(self.tokens_per_minute)} tok/min"]
+        cost, eta = self.cost, (self.eta if self.provider_counts is None else None)
         if cost is not None:
             parts.append(format_cost(cost))
         if eta is not None:
@@ -147,14 +180,13 @@ class BatchProgress:
 
     def format_dict(self) -> dict[str, Any]:
         """The same numbers as ``format_line``, for ``tqdm.set_postfix`` (done/total is the bar's)."""
-        out: dict[str, Any] = {
-            "ok": self.ok,
-            "failed": self.failed,
-            "cached": self.cached,
-            "req/min": f"{self.requests_per_minute:.0f}",
-            "tok/min": format_tokens(self.tokens_per_minute),
-        }
-        cost, eta = self.cost, self.eta
+        out: dict[str, Any] = {"ok": self.ok, "failed": self.failed, "cached": self.cached}
+        if self.provider_counts is not None:
+            out["batch"] = self._provider_text()
+        else:
+            out["req/min"] = f"{self.requests_per_minute:.0f}"
+            out["tok/min"] = format_tokens(self.tokens_per_minute)
+        cost, eta = self.cost, (self.eta if self.provider_counts is None else None)
         if cost is not None:
             out["cost"] = format_cost(cost)
         if eta is not None:
