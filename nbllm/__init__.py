@@ -4,6 +4,7 @@
     llm = nbllm.LLM("openai:gpt-4o-mini")
     llm.invoke("Hello, how are you?").text
     results = await llm.amap(prompts)          # thousands of prompts, every key's limits respected
+    results = await llm.amap(prompts, mode="batch")   # the same through provider batch APIs, half price
     %load_ext nbllm                            # then %%llm cells stream their answer
 
 With no key configured, everything runs on the embedded simulator (``nbllm.sim``).
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._api import LLM, Batch
+from ._api import LLM, Batch, cancel_provider_batch, provider_batches
+from ._batchapi import BatchAPIOptions
 from ._callbacks import BaseCallbackHandler, StreamingStdOutCallbackHandler
 from ._client import RetryPolicy, Timeouts
 from ._exceptions import (
@@ -24,6 +26,7 @@ from ._exceptions import (
     ConfigurationError,
     NbllmError,
     NoKeyAvailableError,
+    ProviderBatchError,
     ProviderError,
     QuotaExhaustedError,
     RateLimitError,
@@ -44,6 +47,7 @@ __all__ = [
     "BadRequestError",
     "BaseCallbackHandler",
     "Batch",
+    "BatchAPIOptions",
     "BatchInterrupted",
     "ConfigurationError",
     "Failure",
@@ -54,6 +58,7 @@ __all__ = [
     "NbllmError",
     "NoKeyAvailableError",
     "PromptPanel",
+    "ProviderBatchError",
     "ProviderError",
     "QuotaExhaustedError",
     "RateLimitError",
@@ -67,8 +72,10 @@ __all__ = [
     "StreamingStdOutCallbackHandler",
     "Timeouts",
     "Usage",
+    "cancel_provider_batch",
     "enable_nesting",
     "load_ipython_extension",
+    "provider_batches",
 ]
 
 for _name in __all__:

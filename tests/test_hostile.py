@@ -27,7 +27,7 @@ OK_BODY = {
 
 @dataclass
 class Canned:
-    """One answer of a scripted server."""
+    """One answer of a scripted server; ``body`` may be a function of the request's body (bytes)."""
 
     status: int = 200
     body: Any = field(default_factory=lambda: OK_BODY)
@@ -59,7 +59,8 @@ class ScriptedServer:
         n = self.hits.get(path, 0)
         self.hits[path] = n + 1
         canned = answers[min(n, len(answers) - 1)]
-        body = canned.body if isinstance(canned.body, (bytes, str)) else json.dumps(canned.body)
+        payload = canned.body(await request.read()) if callable(canned.body) else canned.body
+        body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
         headers = {"content-type": "application/json", **canned.headers}
         return web.Response(status=canned.status, body=body, headers=headers)
 

@@ -2,9 +2,14 @@
 
 - ``llm``: ``LLM`` — its single calls go through a ``CallRunner`` (``nbllm._call``).
 - ``batch``: ``Batch`` — many prompts on the same runner, bounded concurrency, nothing finished lost.
+- ``provider_batch``: ``ProviderBatchRun`` — ``amap(mode="batch")``: the same, through provider batch APIs.
+- ``batch_listing``: ``provider_batches()`` and ``cancel_provider_batch()`` over the store's job record.
 """
 
 from .batch import Batch
 from .llm import LLM
+from .provider_batch import ProviderBatchRun
+from .batch_listing import ProviderBatchInfo, ProviderBatchList, cancel_provider_batch, provider_batches
 
-__all__ = ["LLM", "Batch"]
+__all__ = ["LLM", "Batch", "ProviderBatchInfo", "ProviderBatchList", "ProviderBatchRun", "cancel_provider_batch",
+           "provider_batches"]

@@ -4,7 +4,7 @@
 - ``lines``: batch lines from ``CallSpec``s through the provider's ``build_request``; splitting (pure).
 - ``results``: result lines → ``Response`` or the error an online call would raise (pure).
 - ``status``: both providers' batch objects → status, ended, four counts (pure).
-- ``http``: ``Connection`` — management calls on nbllm's transport, with its retry rules.
+- ``http``: ``Connection`` (and ``connect``) — management calls on nbllm's transport, with its retry rules.
 - ``openai`` / ``anthropic``: the two APIs (files + batches; message batches).
 - ``part``: one provider batch being waited for (create once, poll, collect).
 - ``job``: ``ProviderBatchJob`` — one round: re-attach, record, create, poll, collect into the store.
@@ -13,7 +13,7 @@ The job record lives in the store (``nbllm._store``, ``store.provider_jobs``); `
 mode="batch")`` (``nbllm._api``) runs the rounds, retries what failed and answers from the store.
 """
 
-from .connect import connect
+from .http import Connection, connect
 from .job import BatchItem, ProviderBatchJob
 from .lines import BatchRequest, batch_request, payload, split_requests
 from .options import BATCH_PRICE_FACTOR, BatchAPIOptions, BatchLimits, PollSchedule, batch_cost, limits_for
@@ -28,6 +28,7 @@ __all__ = [
     "BatchLimits",
     "BatchRequest",
     "BatchState",
+    "Connection",
     "Counts",
     "LineOutcome",
     "PollSchedule",

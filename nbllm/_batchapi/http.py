@@ -34,13 +34,14 @@ from .._client import (
     backoff_delay,
     get_transport,
     is_retryable_status,
+    make_provider,
     parse_retry_after,
 )
 from .._exceptions import APIConnectionError, NbllmError, ProviderError, RequestTimeoutError
 from .._keys import ApiKey
 from .._secrets import redact
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "connect"]
 
 T = TypeVar("T")
 # a line longer than this is not a result line: a broken or hostile server
@@ -155,6 +156,13 @@ class Connection:
         error.retryable = is_retryable_status(response.status, response.headers)
         error.key_alias = self.key.alias
         return error
+
+
+def connect(wire_format: str, base_url: str | None, key: ApiKey, auth_header: str = "bearer",
+            timeouts: Timeouts | None = None, retry: RetryPolicy | None = None) -> Connection:
+    """The connection for ``key`` at ``base_url`` (None: the provider's public API) in ``wire_format``."""
+    provider = make_provider(wire_format, base_url, auth_header)
+    return Connection(provider, key, timeouts or Timeouts(), retry or RetryPolicy())
 
 
 class _TransportErrors:

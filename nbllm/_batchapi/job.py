@@ -26,7 +26,7 @@ from .._client import CallSpec, Target
 from .._exceptions import ConfigurationError, NbllmError, NoKeyAvailableError
 from .._keys import ApiKey
 from .._store import PartPlan, Store
-from .connect import connect
+from .http import connect
 from .lines import BatchRequest, batch_request, split_requests
 from .options import BatchAPIOptions
 from .part import LivePart, batch_api_for
@@ -185,6 +185,9 @@ class ProviderBatchJob:
             self._warn_once(part.batch_id or "", f"asking about provider batch {part.batch_id} failed ({error}); "
                                                  "asking again at the next poll.")
             return
+        if part.gone:
+            self.say(f"the server no longer knows provider batch {part.batch_id} (a restarted simulator, or a "
+                     f"deleted batch); its {part.record.requests:,} prompts are sent again.")
         if part.done and on_outcome is not None:
             for fp, outcome in part.outcomes.items():
                 if fp in by_fp:

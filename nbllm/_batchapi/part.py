@@ -59,6 +59,7 @@ class LivePart:
     polls: int = 0
     outcomes: dict[str, LineOutcome] = field(default_factory=dict)
     done: bool = False
+    gone: bool = False  # the server answered 404: it does not know the batch (any more)
 
     @property
     def batch_id(self) -> str | None:
@@ -110,7 +111,7 @@ class LivePart:
                 raise
             jobs.gone(self.record.id)
             self.outcomes = {fp: unanswered(fp, "gone", self.batch_id) for fp in self.fingerprints}
-            self.done = True
+            self.done = self.gone = True
             return
         jobs.seen(self.record.id, self.state.status, self.state.counts.as_dict())
 
