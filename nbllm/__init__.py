@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._api import LLM, Batch, cancel_provider_batch, provider_batches
-from ._batchapi import BatchAPIOptions
+from ._batchapi import BatchAPIOptions, PollSchedule
 from ._callbacks import BaseCallbackHandler, StreamingStdOutCallbackHandler
 from ._client import RetryPolicy, Timeouts
 from ._exceptions import (
@@ -57,6 +57,7 @@ __all__ = [
     "LLMResult",
     "NbllmError",
     "NoKeyAvailableError",
+    "PollSchedule",
     "PromptPanel",
     "ProviderBatchError",
     "ProviderError",

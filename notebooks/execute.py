@@ -1,6 +1,6 @@
 """Execute the tutorial notebooks and write them back with their outputs: ``python -m notebooks.execute``.
 
-    python -m notebooks.execute                       # sync from the .py sources, run all four, write back
+    python -m notebooks.execute                       # sync from the .py sources, run them all, write back
     python -m notebooks.execute 03                    # only the notebooks whose name contains "03"
     python -m notebooks.execute --check               # run them, check them, write nothing
     python -m notebooks.execute --no-sync --check     # run the committed .ipynb files as they are

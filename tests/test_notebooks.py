@@ -4,8 +4,8 @@ end to end in a real kernel.
 Each tutorial's source is ``notebooks/NN_name.py``, a jupytext percent-format file paired with the committed
 ``NN_name.ipynb``; both are read with jupytext and must hold the same cells. The rerun uses the same executor
 as ``make notebooks`` (``notebooks/execute.py``: a temporary copy, no key variables, a temporary store), with
-``NBLLM_TUTORIAL_N=1000`` so notebook 03 sends 1 000 prompts instead of 10 000. The four notebooks run in
-parallel (each in its own kernel); each test then checks the numbers its notebook reproduces, read from the
+``NBLLM_TUTORIAL_N=1000`` so notebook 03 sends 1 000 prompts instead of 10 000 (and 05 1 000 instead of 5 000).
+The notebooks run in parallel (each in its own kernel); each test then checks the numbers its notebook reproduces, read from the
 JSON line that the notebook's last cell prints.
 """
 
@@ -15,6 +15,7 @@ import ast
 import concurrent.futures
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def _errors(nb: nbformat.NotebookNode) -> list[str]:
 # ---- the committed notebooks and their sources (no kernel) -----------------------------------------------
 def test_every_tutorial_has_a_source_and_a_notebook() -> None:
     assert [p.stem for p in SOURCES] == ["01_async_concurrency", "02_streaming", "03_key_pool_arithmetic",
-                                         "04_widgets_and_magics"]
+                                         "04_widgets_and_magics", "05_provider_batches"]
     assert all(path.exists() for path in NOTEBOOKS)
     assert sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) == NOTEBOOKS, "an .ipynb without a .py source"
 
@@ -130,6 +131,13 @@ def test_committed_arithmetic_notebook_ran_the_full_10000() -> None:
     summary = _summary(nb)
     assert summary["N"] == 10_000
     assert summary["right"] + summary["except_cnt"] + summary["not_equal"] == 10_000
+
+
+def test_committed_batch_notebook_ran_5000_online_and_as_a_batch() -> None:
+    summary = _summary(nbformat.read(ROOT / "notebooks" / "05_provider_batches.ipynb", as_version=4))
+    assert summary["N"] == 5_000 and summary["same_answers"] == 5_000
+    assert summary["batch_cost"] == pytest.approx(summary["online_cost"] / 2)
+    assert summary["batches_created_by_rerun"] == 0
 
 
 def test_find_secrets_spots_keys_but_not_masked_ones() -> None:
@@ -236,3 +244,21 @@ def test_04_magics_and_panel(executed) -> None:
     assert summary["panel_messages"] == 4 and summary["panel_answer"]
     status = next(cell for cell in cells if cell.source.strip() == "%llm status")
     assert any("text/html" in out.get("data", {}) for out in status.outputs)
+
+
+@pytest.mark.kernel
+def test_05_provider_batches(executed) -> None:
+    nb = _notebook(executed, "05")
+    summary = _summary(nb)
+    n = summary["N"]
+    assert n == TEST_N
+    # the same answers online and through the provider batch API, at half the estimated cost
+    assert summary["online_ok"] == summary["batch_ok"] == summary["same_answers"] == n
+    assert summary["batch_cost"] == pytest.approx(summary["online_cost"] / 2)
+    # a second kernel submitted a batch and was restarted while waiting; the rerun re-attached to it
+    assert summary["rerun_ok"] == summary["N_restart"] and summary["rerun_cached"] == 0
+    assert summary["batches_created_by_rerun"] == 0 and summary["batches_recorded"] == 2
+    texts = "\n".join(t for cell in _code_cells(nb) for t in _texts(cell))
+    assert "re-attached to provider batch" in texts and "restarted the other kernel while it waited" in texts
+    # the bar showed the provider's counts (the final ones are saved with the widget state)
+    assert re.search(r"batch=validating 0 · in progress 0 · completed 1\D?000 · failed 0", texts), texts[-2000:]
