@@ -219,6 +219,24 @@ def test_expired_items_fall_back_to_online(clock: ManualClock) -> None:
         assert 0 < sim.stats()["total"]["requests"] < 20  # only the expired half went online
 
 
+def test_answers_the_check_rejects_are_repaired_online(sim: Simulator, clock: ManualClock) -> None:
+    """The hook structured outputs plug into: a rejected batch answer is answered again online."""
+    llm = llm_for(sim, "openai")
+    run = llm.amap(PROMPTS[:6], mode="batch", progress="none", batch_api=options(clock))
+    checked = []
+
+    def check(call, response):
+        checked.append(call.fingerprint)
+        return None if call.spec.messages[-1]["content"].startswith(("What is 1 ", "What is 3 ")) else response
+
+    run.check_answer = check
+    results = run.run_blocking()
+    assert all(r.ok for r in results) and len(checked) == 6
+    assert sim.stats()["total"]["requests"] == 2 and sim.batch_stats()["batches_created"] == 1
+    online = llm_for(sim, "openai", store=False).map(PROMPTS[:6], progress="none")
+    assert [r.text for r in results] == [r.text for r in online]
+
+
 def test_requests_the_provider_rejects_fail_at_once(sim: Simulator, clock: ManualClock) -> None:
     results = llm_for(sim, "openai").map(PROMPTS[:3], mode="batch", progress="none", batch_api=options(clock), n=2)
     assert [type(r.error).__name__ for r in results] == ["BadRequestError"] * 3

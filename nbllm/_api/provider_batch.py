@@ -71,7 +71,7 @@ class ProviderBatchRun(Batch):
         scratch = Store(":memory:") if store is None else None  # without a store nothing can be re-attached
         try:
             online = await self._rounds(calls, pending, store or scratch, emit)  # type: ignore[arg-type]
-            await self._answer_online(online, calls, emit)
+            await self._answer_online(list(online), calls, emit)
         except asyncio.CancelledError:
             self._report_interrupt()
             raise
@@ -79,12 +79,12 @@ class ProviderBatchRun(Batch):
             if scratch is not None:
                 scratch.close()
 
-    async def _rounds(self, calls: list[PreparedCall], todo: list[int], store: Store, emit: Emit) -> list[int]:
-        """Send ``todo`` through provider batches, round after round; return what goes online."""
+    async def _rounds(self, calls: list[PreparedCall], todo: list[int], store: Store, emit: Emit) -> dict[int, None]:
+        """Send ``todo`` through provider batches, round after round; return what goes online (in order)."""
         route = self.runner.route
         job = ProviderBatchJob(route.target, store, job_id=self.id, endpoint=route.endpoint, options=self.options,
                                on_counts=self._show_counts)
-        online: list[int] = []
+        online: dict[int, None] = {}  # an ordered set
         rounds = self.options.max_rounds
         for number in range(1, rounds + 1):
             if not todo:
@@ -97,7 +97,7 @@ class ProviderBatchRun(Batch):
                     continue
                 outcome = outcomes[calls[i].fingerprint or ""]
                 if outcome.retryable and self.fallback == "online":
-                    online.append(i)
+                    online[i] = None
                 elif outcome.retryable and number < rounds:
                     retry.append(i)
                 else:
@@ -105,14 +105,14 @@ class ProviderBatchRun(Batch):
             todo = retry
         return online
 
-    def _collected(self, item: BatchItem, outcome: LineOutcome, calls: list[PreparedCall], online: list[int],
-                   emit: Emit) -> None:
+    def _collected(self, item: BatchItem, outcome: LineOutcome, calls: list[PreparedCall],
+                   online: dict[int, None], emit: Emit) -> None:
         """An answer arrived from a batch: keep it, or send the item online when the check rejects it."""
         if outcome.response is None or self.results[item.index] is not None:
             return
         kept = self.check_answer(calls[item.index], outcome.response)
         if kept is None:
-            online.append(item.index)
+            online[item.index] = None
         else:
             self._finish(item.index, kept, emit)
 
