@@ -15,8 +15,8 @@ from ._answers import answer_text
 from ._config import SimConfig
 from ._errors import auth_error, bad_request, injected_error, quota_error, rate_limit_error, version_missing
 from ._faults import BEFORE_ANSWER, parse_directive, roll_fault, strip_directives
-from ._hashing import unit
-from ._pacing import Pacing, nonstream_delay, plan_pacing, schedule
+from ._hashing import stable_hash, unit
+from ._pacing import NO_DRAW, LatencyDraw, Pacing, draw_latency, needs_draw, nonstream_delay, plan_pacing, schedule
 from ._requests import BadRequest, Call, anthropic_key, bearer_key, parse_anthropic, parse_openai
 from ._state import SimState, Ticket
 from ._tokens import Completion, count_prompt_tokens, finish_answer, last_user_text
@@ -58,6 +58,7 @@ class SimServer:
         self.state = state or SimState(config)
         self._tag = secrets.token_hex(6)  # makes ids unique across simulator instances
         self._sem = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
+        self._attempts: dict[int, int] = {}  # prompt hash -> answers started, for `draw_latency`
 
     def make_app(self) -> web.Application:
         """Return the application with the OpenAI, Anthropic and model-list routes."""
@@ -140,10 +141,17 @@ class SimServer:
         text = answer_text(strip_directives(raw), cfg.seed, cfg.arithmetic_accuracy)
         done = finish_answer(text, call.max_tokens, call.stop)
         u = unit(cfg.seed, ctx.number, 99) if cfg.ttft_jitter else 0.5
-        pacing = plan_pacing(cfg, ctx.ticket.profile.latency_scale, u, done.tokens, fault == "slow")
+        draw = self._latency_draw(raw) if needs_draw(cfg) else NO_DRAW
+        pacing = plan_pacing(cfg, ctx.ticket.profile.latency_scale, u, done.tokens, fault == "slow", draw)
         if call.stream:
             return await self._stream(ctx, done, pacing, fault)
         return await self._complete(ctx, done, pacing, fault)
+
+    def _latency_draw(self, prompt: str) -> LatencyDraw:
+        """Count one more answer to ``prompt`` and return its latency draw (the handlers share one loop: no lock)."""
+        key = stable_hash(prompt)
+        attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+        return draw_latency(self.config, key, attempt)
 
     async def _complete(self, ctx: _Ctx, done: Completion, pacing: Pacing, fault: str | None) -> web.StreamResponse:
         """Send a non-stream answer after the whole generation time."""
