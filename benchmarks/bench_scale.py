@@ -21,6 +21,7 @@ import tempfile
 import time
 from typing import Any
 
+from ._baselines import seed_clients, seed_tasks, with_progress
 from ._common import (Headline, Section, SimProcess, Table, arithmetic_prompts, emit_and_exit, peak_rss_mb,
                       run_isolated)
 
@@ -125,30 +126,21 @@ def scale_seed(url: str, n: int, max_seconds: float, rate: float = 0.0) -> dict[
     Stopped after ``max_seconds``: every task exists from the start, so memory is at its plateau by then
     (what is still to come is only the answers' strings).
     """
-    import openai
     from aiolimiter import AsyncLimiter
     from tqdm import tqdm
 
     prompts, labels = arithmetic_prompts(n, seed=5)
 
+    async def send(client: Any, text: str) -> str:
+        completion = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": text}])
+        return completion.choices[0].message.content
+
     async def main() -> dict[str, Any]:
-        limiter = AsyncLimiter(rate or SEED_RATE, 1)
-        clients = [openai.AsyncOpenAI(api_key=k, base_url=url, max_retries=2) for k, _, _ in KEYS]
-
-        async def call_llm(client: Any, text: str) -> str:
-            async with limiter:
-                completion = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": text}])
-                return completion.choices[0].message.content
-
-        async def _run_task_with_progress(task: Any, pbar: Any) -> Any:
-            result = await task
-            pbar.update(1)
-            return result
-
-        results = [call_llm(clients[i % len(clients)], text) for i, text in enumerate(prompts)]
+        clients = seed_clients([k for k, _, _ in KEYS], url)
+        results = seed_tasks(prompts, clients, AsyncLimiter(rate or SEED_RATE, 1), send)
         cpu, wall = time.process_time(), time.perf_counter()
         with tqdm(total=len(results)) as pbar:
-            batch = asyncio.ensure_future(asyncio.gather(*[_run_task_with_progress(task, pbar) for task in results]))
+            batch = asyncio.ensure_future(asyncio.gather(*with_progress(results, pbar)))
             await asyncio.wait({batch}, timeout=max_seconds)
             done = pbar.n
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
