@@ -247,8 +247,11 @@ class Section:
     data: dict[str, Any] = field(default_factory=dict)  # raw numbers, for results.json and the chart
     seconds: float = 0.0
     appendix: str = ""  # raw markdown after the notes (e.g. a profile's text tree)
+    raw: str = ""  # the whole section's markdown, as an earlier run wrote it (see _previous.py)
 
     def markdown(self) -> str:
+        if self.raw:
+            return self.raw
         parts = [f"## {self.title}", ""]
         if self.intro:
             parts += [self.intro, ""]

@@ -13,7 +13,7 @@ a careful official-SDK user (semaphore 64, round robin, ``gather(return_exceptio
 ``abatch`` with one ``InMemoryRateLimiter`` per key. Baselines are always *told* the keys' limits (they
 cannot learn them), so in b and c they have information nbllm does not get.
 
-Theoretical minimum (the brief's definition) = items / (sum of live keys' rpm / 60) + mean latency.
+Theoretical minimum = items / (sum of live keys' rpm / 60) + mean latency.
 "Fraction of theoretical" = theoretical / wall. A run that lost items did not do the job, however fast
 it gave up: its fraction is shown in parentheses and it is left out of the "nbllm ÷ best baseline"
 ratio, which compares nbllm with the best baseline that answered every item. The simulator's buckets
