@@ -24,6 +24,7 @@ from typing import Any
 from ._baselines import seed_clients, seed_tasks, with_progress
 from ._common import (Headline, Section, SimProcess, Table, arithmetic_prompts, emit_and_exit, peak_rss_mb,
                       run_isolated)
+from ._profile import thread_cpu, thread_cpu_since
 
 MODEL = "gpt-4o-mini"
 CONCURRENCY = 64
@@ -77,22 +78,6 @@ def _instrument() -> dict[str, float]:
     return spent
 
 
-def _thread_cpu() -> dict[str, float]:
-    """CPU seconds (user + system) of every live thread of this process, by thread name."""
-    import threading
-
-    import psutil
-
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    out: dict[str, float] = {}
-    for t in psutil.Process().threads():
-        name = names.get(t.id, "other (unnamed)")
-        if name.startswith(("asyncio_", "ThreadPoolExecutor")):
-            name = "executor threads"
-        out[name] = out.get(name, 0.0) + t.user_time + t.system_time
-    return out
-
-
 def scale_nbllm(url: str, n: int, store: bool) -> dict[str, Any]:
     import nbllm
 
@@ -102,13 +87,13 @@ def scale_nbllm(url: str, n: int, store: bool) -> dict[str, Any]:
         pool = nbllm.KeyPool([{"key": k, "alias": a, "base_url": url, "rpm": r} for k, a, r in KEYS])
         llm = nbllm.LLM(MODEL, pool=pool, concurrency=CONCURRENCY,
                         store=os.path.join(tmp, "store.sqlite3") if store else False)
-        threads_before = _thread_cpu()
+        threads_before = thread_cpu()
         cpu, wall = time.process_time(), time.perf_counter()
         results = llm.map(prompts, progress="text" if store else "none")
         if store and hasattr(llm.store, "flush"):
             llm.store.flush()  # rows still queued for a writer thread are part of the batch's cost
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        threads = {name: t - threads_before.get(name, 0.0) for name, t in _thread_cpu().items()}
+        threads = thread_cpu_since(threads_before)
         rss = peak_rss_mb()
         out: dict[str, Any] = {"cpu": cpu, "wall": wall, "rss_mb": rss, "ok": sum(1 for r in results if r.ok), "n": n,
                                "accuracy": _score([getattr(r, "text", None) for r in results], labels),

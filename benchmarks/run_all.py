@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/RESULTS.md, results.json and the charts.
 
-    python -m benchmarks.run_all            # the full suite (about 12 minutes on 2 cores)
+    python -m benchmarks.run_all            # the full suite (about 17 minutes on 2 cores)
     python -m benchmarks.run_all --quick    # smaller sizes, a few minutes
     python -m benchmarks.run_all --only throughput,overhead
     python -m benchmarks.run_all --only latency   # LLM-like latency vs the oracle (about 5 minutes)
