@@ -1,6 +1,7 @@
 """The latency benchmark's oracle client (``benchmarks/_oracle.py``): its bucket mirror never plans a request
 over a key's limit (pure, property-based), and against the real simulator it gets every answer without a
-single 429, never touches a dead key, and retries 500s at once.
+single 429, never touches a dead key, and retries 500s at once. Then the benchmark's arithmetic
+(``benchmarks/_latency_model.py``): the ideal wall time and the per-key rates it reports.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package lives beside nbllm
 
+from benchmarks._latency_model import LatencyKey, LatencyScenario, achieved_rates, ideal_wall, interleave  # noqa: E402
 from benchmarks._oracle import KeyMirror, OracleKey, ideal_send_times, run_oracle, soonest  # noqa: E402
 
 from nbllm._sim import Faults, KeyProfile, SimConfig, Simulator  # noqa: E402
@@ -97,3 +99,39 @@ async def test_against_the_simulator_no_429_no_dead_key_and_500s_retried() -> No
     assert "dead" not in result["sent"] and result["sent"]["a"] > result["sent"]["b"]
     # 30 at once, then 30 per second: the last of the 90+ sends is 2 s in at the earliest
     assert result["wall"] >= 2.0
+
+
+# ---- the latency benchmark's arithmetic ---------------------------------------------------------------------
+
+def _scenario(**overrides) -> LatencyScenario:
+    settings_ = dict(code="T", title="test", keys=(LatencyKey("a", 10), LatencyKey("b", 5), LatencyKey("r", 5, "revoked")),
+                     items=0, quick_items=0, median=2.0, sigma=0.0)
+    return LatencyScenario(**{**settings_, **overrides})
+
+
+def test_ideal_wall_is_the_last_send_plus_its_latency_and_ignores_dead_keys() -> None:
+    prompts = [f"p{i}" for i in range(45)]
+    ideal = ideal_wall(_scenario(), prompts)  # 15 at once, then 15 per second: the 45th goes at 2.0 s
+    assert ideal["sends"] == pytest.approx(2.0) and ideal["wall"] == pytest.approx(4.0)
+    assert ideal["simple"] == pytest.approx(45 / 15 + 2.0)
+    stalled = ideal_wall(_scenario(stall=1.0, stall_seconds=10.0), prompts)  # every first answer stalls 10 s
+    assert stalled["wall"] == pytest.approx(14.0)
+
+
+def test_achieved_rates_take_the_first_burst_out() -> None:
+    # key a at its full 10/s (a bucket of 10 at once, then 10 per second for 4 s); key b at half of its 5/s
+    samples = [(100.0 + t / 10, {"a": 10 + t, "b": 5 + t // 4, "total": 15 + t + t // 4}) for t in range(0, 41)]
+    samples.insert(0, (99.9, {"a": 0, "b": 0, "total": 0}))
+    rates = achieved_rates(samples, _scenario())
+    assert rates["span"] == pytest.approx(4.0)
+    assert rates["keys"]["a"]["rps"] == pytest.approx(10.0) and rates["keys"]["b"]["rps"] == pytest.approx(2.5)
+    assert set(rates["keys"]) == {"a", "b"}  # the revoked key has no rate
+    assert achieved_rates(samples[:1], _scenario()) == {"span": 0.0, "keys": {}}
+
+
+@pytest.mark.parametrize(
+    ("lists", "expected"),
+    [([["a1", "a2"], ["b1", "b2"]], ["a1", "b1", "a2", "b2"]), ([["a1"], ["b1", "b2"], []], ["a1", "b1", "b2"]), ([], [])],
+)
+def test_interleave_takes_each_list_in_turn(lists: list[list[str]], expected: list[str]) -> None:
+    assert interleave(lists) == expected
