@@ -248,6 +248,7 @@ class Section:
     seconds: float = 0.0
     appendix: str = ""  # raw markdown after the notes (e.g. a profile's text tree)
     raw: str = ""  # the whole section's markdown, as an earlier run wrote it (see _previous.py)
+    measured: dict[str, Any] = field(default_factory=dict)  # an earlier run's date and commit, for kept sections
 
     def markdown(self) -> str:
         if self.raw:

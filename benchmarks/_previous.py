@@ -1,10 +1,11 @@
 """The sections a partial run (``run_all --only latency``) keeps from the previous RESULTS.md.
 
     kept = previous_sections(BENCH_DIR, skip={"latency"})   # every other section, as it was written
-    note = kept_note(BENCH_DIR, kept)                        # "… kept from the run of <date> (commit …)"
+    note = kept_note(kept)                                   # "Kept as measured on <date> (commit …): …"
 
-A section's markdown is read back from RESULTS.md (the block under its ``## title``), its headlines and
-raw numbers from results.json, so the report stays whole while one benchmark is being iterated on.
+A section's markdown is read back from RESULTS.md (the block under its ``## title``), its headlines, raw
+numbers and the date and commit it was measured at from results.json, so the report stays whole (and
+says what is older) while one benchmark is being iterated on.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def previous_sections(bench_dir: Path, skip: set[str]) -> list[Section]:
     """Every section of the previous report whose name is not in ``skip``, in the previous order."""
     payload, text = _load(bench_dir)
     sections = payload.get("sections", {})
+    info = payload.get("info", {})
+    whole_run = {"date": info.get("date", "an earlier date"), "commit": info.get("commit", "unknown"),
+                 "quick": payload.get("quick", False)}
     blocks = _blocks(text, [s["title"] for s in sections.values()])
     kept = []
     for name, old in sections.items():
@@ -49,14 +53,15 @@ def previous_sections(bench_dir: Path, skip: set[str]) -> list[Section]:
             continue
         kept.append(Section(name, old["title"], headlines=[Headline(h["text"], h["met"]) for h in old["headlines"]],
                             data=old.get("data", {}), seconds=old.get("seconds", 0.0),
-                            raw=f"## {old['title']}\n\n{blocks[old['title']]}"))
+                            raw=f"## {old['title']}\n\n{blocks[old['title']]}", measured=old.get("measured", whole_run)))
     return kept
 
 
-def kept_note(bench_dir: Path, kept: list[Section]) -> str:
-    if not kept:
-        return ""
-    info = _load(bench_dir)[0].get("info", {})
-    names = ", ".join(s.title for s in kept)
-    return (f"Sections kept as they were from the run of {info.get('date', 'an earlier date')} "
-            f"(nbllm commit {info.get('commit', 'unknown')}): {names}.")
+def kept_note(kept: list[Section]) -> str:
+    """One sentence per earlier run the kept sections come from."""
+    runs: dict[tuple[str, str, bool], list[str]] = {}
+    for section in kept:
+        m = section.measured
+        runs.setdefault((m.get("date", "?"), m.get("commit", "?"), bool(m.get("quick"))), []).append(section.title)
+    return " ".join(f"Kept as measured on {date} (nbllm commit {commit}{', --quick' if quick else ''}): "
+                    f"{', '.join(titles)}." for (date, commit, quick), titles in sorted(runs.items()))

@@ -6,8 +6,9 @@
     python -m benchmarks.run_all --only latency   # LLM-like latency vs the oracle (about 5 minutes)
 
 ``--only`` rewrites just those sections: the others are kept from the previous RESULTS.md and
-results.json, with the date they were measured. Every table reports ratios against baselines measured in the same run. ``bench_shared.py`` (the
-Redis-shared key pool across processes) is picked up when it exists: see ``shared_pool_section``.
+results.json, with the date they were measured. Every table reports ratios against baselines measured
+in the same run. ``bench_shared.py`` (the Redis-shared key pool across processes) is picked up when it
+exists: see ``shared_pool_section``.
 """
 
 from __future__ import annotations
@@ -233,9 +234,11 @@ def write_report(sections: list[Section], info: dict[str, Any], quick: bool, tot
     for section in sections:
         lines += [section.markdown(), ""]
     (BENCH_DIR / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
+    this_run = {"date": info["date"], "commit": info["commit"], "quick": quick}
     payload = {"info": info, "quick": quick, "total_seconds": total,
                "sections": {s.name: {"title": s.title, "seconds": s.seconds, "data": s.data,
-                                     "headlines": [{"text": h.text, "met": h.met} for h in s.headlines]}
+                                     "headlines": [{"text": h.text, "met": h.met} for h in s.headlines],
+                                     "measured": s.measured or this_run}
                             for s in sections}}
     (BENCH_DIR / "results.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
 
@@ -276,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if "overhead" in by_name:
         overhead_chart(by_name["overhead"], BENCH_DIR / "overhead.png")
     kept = previous_sections(BENCH_DIR, skip=set(by_name)) if only else []
-    note = kept_note(BENCH_DIR, kept)
+    note = kept_note(kept)
     order = {name: i for i, name in enumerate(BENCHMARKS)}
     report = sorted(sections + kept, key=lambda s: order.get(s.name, len(order)))
     total = time.perf_counter() - started
