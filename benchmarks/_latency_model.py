@@ -85,10 +85,10 @@ class LatencyScenario:
         """Everything true about the keys: limits exactly as the simulator enforces them, and which are dead."""
         return [OracleKey(k.key, k.alias, rpm=k.rpm, dead=bool(k.dead)) for k in self.keys]
 
-    def nbllm_keys(self, base_url: str) -> list[dict[str, Any]]:
-        """What a user configures: every key, with its limit when the scenario tells it."""
-        return [{"key": k.key, "alias": k.alias, "base_url": base_url, "rpm": k.rpm if self.told else None}
-                for k in self.keys]
+    def nbllm_keys(self, base_url: str | None = None) -> list[dict[str, Any]]:
+        """What a user configures: every key, with its limit when the scenario tells it (and ``base_url``)."""
+        where = {"base_url": base_url} if base_url else {}
+        return [{"key": k.key, "alias": k.alias, "rpm": k.rpm if self.told else None, **where} for k in self.keys]
 
 
 def first_latency(config: Any, prompt: str) -> float:

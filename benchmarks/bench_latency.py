@@ -61,12 +61,14 @@ def hedge_supported() -> bool:
 
 
 # ---- clients (each in a fresh interpreter) ---------------------------------------------------------------
-def nbllm_client(keys: list[dict[str, Any]], prompts: list[str], llm: dict[str, Any], amap: dict[str, Any]) -> dict[str, Any]:
+def nbllm_client(url: str, keys: list[dict[str, Any]], prompts: list[str], llm: dict[str, Any],
+                 amap: dict[str, Any]) -> dict[str, Any]:
     """``llm.map(prompts)`` with the store on (a temp file, as the default store is a file) and ``llm``/``amap`` extras."""
     import nbllm
 
+    pool = nbllm.KeyPool([{**k, "base_url": url} for k in keys])
     with tempfile.TemporaryDirectory() as tmp:
-        model = nbllm.LLM(MODEL, pool=nbllm.KeyPool(keys), store=os.path.join(tmp, "store.sqlite3"), **llm)
+        model = nbllm.LLM(MODEL, pool=pool, store=os.path.join(tmp, "store.sqlite3"), **llm)
         start = time.monotonic()
         results = model.map(prompts, **amap)
         wall = time.monotonic() - start
@@ -84,10 +86,7 @@ def _prompts(scenario: LatencyScenario, n: int) -> list[str]:
 def _measure(scenario: LatencyScenario, system: str, target: str, kwargs: dict[str, Any], n: int) -> dict[str, Any]:
     """Run one client against a fresh simulator; add what the simulator saw."""
     with SimProcess(scenario.sim_config(), sample_every=SAMPLE_EVERY) as sim:
-        url = sim.base_url + "/v1"
-        kwargs = {**kwargs, "url": url} if target.endswith("oracle_client") else \
-            {**kwargs, "keys": scenario.nbllm_keys(url)}
-        outcome = run_isolated(target, kwargs, timeout=600)
+        outcome = run_isolated(target, {**kwargs, "url": sim.base_url + "/v1"}, timeout=600)
         stats, samples = sim.stats(), sim.samples()
     return _row(scenario, system, n, outcome, stats, samples)
 
@@ -123,8 +122,12 @@ def run_scenario(scenario: LatencyScenario, n: int, oracle: dict[str, Any] | Non
         if "hedge" in variant.amap and not hedge_supported():
             rows.append(_skipped(scenario, variant, n, "not implemented yet: `LLM.amap` has no `hedge=` parameter"))
             continue
-        rows.append(_measure(scenario, variant.label, "benchmarks.bench_latency:nbllm_client",
-                             {"prompts": prompts, "llm": variant.llm, "amap": variant.amap}, n))
+        try:
+            rows.append(_measure(scenario, variant.label, "benchmarks.bench_latency:nbllm_client",
+                                 {"keys": scenario.nbllm_keys(), "prompts": prompts, "llm": variant.llm,
+                                  "amap": variant.amap}, n))
+        except Exception as exc:  # noqa: BLE001 - one broken run must not hide the others
+            rows.append(_skipped(scenario, variant, n, f"benchmark error: {type(exc).__name__}: {exc}"[:300]))
     return rows
 
 
