@@ -38,7 +38,7 @@ SEED_TEMPLATE = """
 
 
 # ---- the simulator in another process ----------------------------------------------------------------
-def _sim_child(config: Any, conn: Any) -> None:
+def _sim_child(config: Any, conn: Any, sample_every: float | None = None) -> None:
     import logging
 
     from nbllm.sim import Simulator
@@ -49,15 +49,22 @@ def _sim_child(config: Any, conn: Any) -> None:
 
     sim = Simulator(config).start()
     conn.send(sim.base_url)
+    samples: list[tuple[float, dict[str, int]]] = []
     while True:
         try:
+            if sample_every and not conn.poll(sample_every):
+                samples.append((time.monotonic(), admitted_counts(sim.stats())))
+                continue
             message = conn.recv()
         except EOFError:
             break
         if message == "stats":
             conn.send(sim.stats())
+        elif message == "samples":
+            conn.send(samples + [(time.monotonic(), admitted_counts(sim.stats()))])
         elif message == "reset":
             sim.reset_stats()
+            samples.clear()
             conn.send(True)
         elif message == "cpu":
             conn.send(time.process_time())
@@ -67,11 +74,24 @@ def _sim_child(config: Any, conn: Any) -> None:
     conn.send("stopped")
 
 
-class SimProcess:
-    """``nbllm.sim.Simulator`` serving from a spawned child process; ``stats()`` asks it over a pipe."""
+def admitted_counts(stats: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Requests each key (and "total") let through its limiter so far: sent minus every kind of refusal."""
+    refused = ("rate_limited", "unauthorized", "quota", "bad_requests")
+    return {name: row["requests"] - sum(row[r] for r in refused) for name, row in stats.items()}
 
-    def __init__(self, config: Any) -> None:
+
+class SimProcess:
+    """``nbllm.sim.Simulator`` serving from a spawned child process; ``stats()`` asks it over a pipe.
+
+    With ``sample_every`` (seconds) the child also records every key's admitted requests at that pace:
+    ``samples()`` returns ``[(monotonic time, {alias: admitted, "total": ...}), ...]``, the time series
+    the latency benchmark turns into each key's achieved rate. The clock is the machine's monotonic
+    clock, the same in every process.
+    """
+
+    def __init__(self, config: Any, sample_every: float | None = None) -> None:
         self.config = config
+        self.sample_every = sample_every
         self._process: Any = None
         self._conn: Any = None
         self.base_url = ""
@@ -79,7 +99,7 @@ class SimProcess:
     def __enter__(self) -> SimProcess:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._process = ctx.Process(target=_sim_child, args=(self.config, child), daemon=True)
+        self._process = ctx.Process(target=_sim_child, args=(self.config, child, self.sample_every), daemon=True)
         self._process.start()
         if not parent.poll(60):
             self._process.kill()
@@ -90,6 +110,10 @@ class SimProcess:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         self._conn.send("stats")
+        return self._conn.recv()
+
+    def samples(self) -> list[tuple[float, dict[str, int]]]:
+        self._conn.send("samples")
         return self._conn.recv()
 
     def reset_stats(self) -> None:
@@ -223,8 +247,12 @@ class Section:
     data: dict[str, Any] = field(default_factory=dict)  # raw numbers, for results.json and the chart
     seconds: float = 0.0
     appendix: str = ""  # raw markdown after the notes (e.g. a profile's text tree)
+    raw: str = ""  # the whole section's markdown, as an earlier run wrote it (see _previous.py)
+    measured: dict[str, Any] = field(default_factory=dict)  # an earlier run's date and commit, for kept sections
 
     def markdown(self) -> str:
+        if self.raw:
+            return self.raw
         parts = [f"## {self.title}", ""]
         if self.intro:
             parts += [self.intro, ""]

@@ -6,8 +6,11 @@ measured with ``time.process_time()`` around the measured phase, after a warm-up
 that opens the connections. Plain aiohttp is the floor: nothing but a socket, HTTP/1.1 and JSON (no
 cookie jar, the body encoded once, the answer decoded with ``json.loads``).
 
-Then nbllm is profiled with pyinstrument on its engine thread (where all of its work runs):
-``benchmarks/out/profile_nbllm.html`` and a summary of CPU by library and by nbllm function.
+nbllm runs in the configuration the CPU target is about: a key pool, a text progress bar and the store
+on; the same with the store off is the row beside it. Then nbllm and the floor are profiled on the same
+workload (``_profile.py``): CPU by thread, pyinstrument on the event-loop thread, cProfile on the store's
+writer thread, all scaled to µs per request of the best unprofiled run; the report is
+``_overhead_report.py``. Full profile: ``benchmarks/out/profile_nbllm.html``.
 """
 
 from __future__ import annotations
@@ -20,19 +23,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import OUT_DIR, Headline, Section, SimProcess, Table, arithmetic_prompts, run_isolated
+from ._common import OUT_DIR, Section, SimProcess, arithmetic_prompts, run_isolated
+from ._overhead_report import NBLLM_TARGET_LABEL, overhead_section
+from ._profile import (profile_store_writers, summarize_loop_profile, summarize_writer_profiles, thread_cpu,
+                       thread_cpu_since)
 
 MODEL = "gpt-4o-mini"
 CONCURRENCY = 64
 WARMUP = 200
 N_REQUESTS = 3000
 ROUNDS = 3  # each client runs this many times, interleaved; the best run counts (this machine is noisy)
-TARGET = 1.25
 
 # (label, client function, extra environment, extra arguments)
 VARIANTS = [
     ("aiohttp, lean (floor)", "client_aiohttp", {}, {}),
-    ("nbllm (default transport)", "client_nbllm", {}, {}),
+    (NBLLM_TARGET_LABEL, "client_nbllm", {}, {}),
     ("nbllm with NBLLM_TRANSPORT=httpx2", "client_nbllm", {"NBLLM_TRANSPORT": "httpx2"}, {}),
     ("nbllm, store off (store=False)", "client_nbllm", {}, {"store": False}),
     ("openai SDK (AsyncOpenAI + semaphore)", "client_openai", {}, {}),
@@ -65,12 +70,26 @@ async def _drive(send: Any, prompts: list[str]) -> int:
     return ok
 
 
-async def _measure(send: Any, prompts: list[str]) -> dict[str, Any]:
+async def _measure(send: Any, prompts: list[str], profile: str = "") -> dict[str, Any]:
+    """Warm up, then time the rest; with ``profile`` (an HTML path) under pyinstrument, summarised."""
     await _drive(send, prompts[:WARMUP])
+    profiler = _loop_profiler() if profile else None
     cpu, wall = time.process_time(), time.perf_counter()
     ok = await _drive(send, prompts[WARMUP:])
-    return {"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall, "ok": ok,
-            "n": len(prompts) - WARMUP}
+    out = {"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall, "ok": ok, "n": len(prompts) - WARMUP}
+    if profiler is not None:
+        profiler.stop()
+        out["profile"] = summarize_loop_profile(profiler, Path(profile))
+    return out
+
+
+def _loop_profiler() -> Any:
+    """A started pyinstrument profiler of the calling thread; async_mode "disabled" samples only what runs."""
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    profiler.start()
+    return profiler
 
 
 def _prompts(n: int) -> list[str]:
@@ -78,7 +97,7 @@ def _prompts(n: int) -> list[str]:
 
 
 # ---- clients (each runs in its own process) ------------------------------------------------------------
-def client_aiohttp(url: str, n: int, trust_env: bool = False, lean: bool = True) -> dict[str, Any]:
+def client_aiohttp(url: str, n: int, trust_env: bool = False, lean: bool = True, profile: str = "") -> dict[str, Any]:
     """The floor: plain aiohttp, lean (no cookie jar, the body encoded once with ``json.dumps``, the answer
     decoded with ``json.loads``). ``lean=False`` is aiohttp as most code uses it (``json=``,
     ``response.json()``, the default cookie jar); ``trust_env=True`` (proxy and .netrc from the environment)
@@ -99,7 +118,7 @@ def client_aiohttp(url: str, n: int, trust_env: bool = False, lean: bool = True)
                         data = await response.json()
                 return bool(data["choices"][0]["message"]["content"])
 
-            return await _measure(send, _prompts(n))
+            return await _measure(send, _prompts(n), profile)
 
     return asyncio.run(main())
 
@@ -195,102 +214,44 @@ def client_openai_aiohttp(url: str, n: int) -> dict[str, Any]:
     return _openai(url, n, aiohttp_client=True)
 
 
-def client_nbllm(url: str, n: int, profile: str = "", store: bool = True) -> dict[str, Any]:
-    """``llm.map`` with a key pool (with a limit, so the limiter path runs), progress "none", store on."""
+def client_nbllm(url: str, n: int, profile: str = "", store: bool = True, progress: str = "text") -> dict[str, Any]:
+    """``llm.map`` with a key pool (with a limit, so the limiter path runs), a text progress bar (into the
+    captured stderr) and the store on: the configuration of the CPU target. ``profile``: an HTML path for
+    pyinstrument on the engine thread, plus cProfile on the store's writer thread."""
     import nbllm
     from nbllm import _engine
 
     prompts = _prompts(n)
+    writers = profile_store_writers() if profile and store else []
     with tempfile.TemporaryDirectory() as tmp:
         pool = nbllm.KeyPool([{"key": "sk-bench-overhead-0001", "alias": "k", "base_url": url, "rpm": 10_000_000}])
         llm = nbllm.LLM(MODEL, pool=pool, concurrency=CONCURRENCY,
                         store=os.path.join(tmp, "store.sqlite3") if store else False)
-        llm.map(prompts[:WARMUP], progress="none")
-        profiler = None
-        if profile:
-            from pyinstrument import Profiler
-
-            profiler = Profiler(interval=0.0005, async_mode="disabled")
-            # the engine thread does all of nbllm's work: profile that thread
-            _engine.run_sync(_call(profiler.start))
-        engine_cpu = _engine.run_sync(_call(time.thread_time))
+        llm.map(prompts[:WARMUP], progress=progress)
+        if store:
+            llm.store.flush()
+        # the engine thread does all of nbllm's work but the store's writes: profile that thread
+        profiler = _engine.run_sync(_call(_loop_profiler)) if profile else None
+        threads = thread_cpu()
         cpu, wall = time.process_time(), time.perf_counter()
-        results = llm.map(prompts[WARMUP:], progress="none")
+        results = llm.map(prompts[WARMUP:], progress=progress)
+        if store:
+            llm.store.flush()  # rows still queued for the writer thread are part of the batch's cost
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        engine_cpu = _engine.run_sync(_call(time.thread_time)) - engine_cpu
         out: dict[str, Any] = {"cpu": cpu, "wall": wall, "ok": sum(1 for r in results if r.ok), "n": n,
-                               "stored": llm.store.count() if store else 0}
+                               "threads": thread_cpu_since(threads), "stored": llm.store.count() if store else 0}
         if profiler is not None:
             _engine.run_sync(_call(profiler.stop))
-            out["profile"] = _summarize_profile(profiler, Path(profile))
-            out["profile"]["engine_share"] = engine_cpu / cpu  # the rest ran on other threads
+            out["profile"] = summarize_loop_profile(profiler, Path(profile))
         if store:
-            llm.store.close()
+            llm.store.close()  # ends the writer thread, which completes its profile
+    if writers:
+        out["writer_profile"] = summarize_writer_profiles(writers)
     return out
 
 
 async def _call(function: Any) -> Any:
     return function()
-
-
-# ---- profile summary -----------------------------------------------------------------------------------
-_IDLE = ("select", "poll", "epoll", "_run_once")  # the loop waiting for I/O
-
-
-def _library(path: str) -> str:
-    path = path or ""
-    if "/nbllm/" in path:
-        return "nbllm"
-    if "site-packages/" in path:
-        return path.split("site-packages/")[1].split("/")[0].removesuffix(".py")
-    if not path or "<" in path:
-        return "builtins (C)"
-    return "stdlib: " + Path(path).stem
-
-
-def _summarize_profile(profiler: Any, html_path: Path) -> dict[str, Any]:
-    """Self time by library, inclusive time of nbllm functions, and a text tree; idle loop time excluded."""
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(profiler.output_html(), encoding="utf-8")
-    root = profiler.last_session.root_frame()
-    by_library: dict[str, float] = {}
-    nbllm_self: dict[str, float] = {}
-    nbllm_inclusive: dict[str, float] = {}
-    idle = 0.0
-
-    def walk(frame: Any, nbllm_stack: frozenset[str]) -> None:
-        nonlocal idle
-        if frame.is_synthetic:  # [self]/[await] leaves: already in their parent's total_self_time
-            return
-        if frame.function in ("select", "poll"):
-            idle += frame.time  # the loop waiting for I/O: not CPU
-            return
-        name = f"{frame.function} ({Path(frame.file_path or '').name}:{frame.line_no})"
-        lib = _library(frame.file_path)
-        if lib == "builtins (C)":
-            lib = f"C: {frame.function}"  # sqlite, json, sockets… are worth telling apart
-        self_time = frame.total_self_time
-        if self_time:
-            by_library[lib] = by_library.get(lib, 0.0) + self_time
-            if lib == "nbllm":
-                nbllm_self[name] = nbllm_self.get(name, 0.0) + self_time
-        if lib == "nbllm" and name not in nbllm_stack:
-            nbllm_inclusive[name] = nbllm_inclusive.get(name, 0.0) + frame.time
-            nbllm_stack = nbllm_stack | {name}
-        for child in frame.children:
-            walk(child, nbllm_stack)
-
-    walk(root, frozenset())
-    busy = sum(by_library.values()) or 1.0
-    libraries = sorted(((lib, t / busy) for lib, t in by_library.items()), key=lambda x: -x[1])
-    own = sorted(((n, t / busy) for n, t in nbllm_self.items()), key=lambda x: -x[1])
-    # with async_mode="disabled" a coroutine is on the stack only while it runs, so inclusive time is CPU
-    inclusive = sorted(((n, t / busy) for n, t in nbllm_inclusive.items()), key=lambda x: -x[1])
-    text = profiler.output_text(unicode=True, color=False, show_all=False, time="percent_of_total")
-    (html_path.parent / "profile_nbllm.txt").write_text(text, encoding="utf-8")
-    return {"busy_seconds": busy, "idle_seconds": idle, "libraries": libraries[:15], "nbllm_self": own[:15],
-            "nbllm_inclusive": inclusive[:15],
-            "nbllm_share": sum(t for _, t in own), "text": "\n".join(text.splitlines()[:60])}
 
 
 # ---- the benchmark -------------------------------------------------------------------------------------
@@ -302,7 +263,6 @@ def run(quick: bool = False) -> Section:
     rounds = 1 if quick else ROUNDS
     results: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in VARIANTS}
     errors: dict[str, str] = {}
-    profile: dict[str, Any] = {}
     with SimProcess(SimConfig(ttft=0, ttft_jitter=0, tokens_per_second=0, arithmetic_accuracy=(1, 0, 0))) as sim:
         url = sim.base_url + "/v1"
         run_isolated("benchmarks.bench_overhead:client_aiohttp", {"url": url, "n": 1000})  # warm the simulator up
@@ -318,110 +278,32 @@ def run(quick: bool = False) -> Section:
                 except Exception as exc:  # noqa: BLE001
                     errors[label] = str(exc)[-300:]
                     print(f"  overhead {label}: FAILED {errors[label]}", flush=True)
-        try:
-            profile = run_isolated("benchmarks.bench_overhead:client_nbllm",
-                                   {"url": url, "n": n, "profile": str(OUT_DIR / "profile_nbllm.html")})["profile"]
-        except Exception as exc:  # noqa: BLE001
-            profile = {"error": str(exc)[-500:]}
+        profiles = _profiles(url, n)
     rows = []
     for label, *_ in VARIANTS:
         runs = results[label]
         if not runs:
             rows.append({"label": label, "cpu_us": None, "error": errors.get(label, "no result")})
             continue
+        best = min(runs, key=lambda r: r["cpu"] / r["n"])
         per_request = sorted(r["cpu"] / r["n"] * 1e6 for r in runs)
         rows.append({"label": label, "cpu_us": per_request[0], "cpu_us_all": per_request,
-                     "rps": max(r["n"] / r["wall"] for r in runs), "ok": min(r["ok"] for r in runs), "n": n, "error": ""})
-    return _section(rows, profile, n, rounds, quick, time.perf_counter() - started)
+                     "rps": max(r["n"] / r["wall"] for r in runs), "ok": min(r["ok"] for r in runs), "n": n, "error": "",
+                     "threads_us": {k: v / best["n"] * 1e6 for k, v in best.get("threads", {}).items()}})
+    return overhead_section(rows, profiles, n, rounds, WARMUP, CONCURRENCY, quick, time.perf_counter() - started)
 
 
-def _section(rows: list[dict[str, Any]], profile: dict[str, Any], n: int, rounds: int, quick: bool,
-             seconds: float) -> Section:
-    floor = next((r for r in rows if r["label"].endswith("(floor)") and r["cpu_us"]), None)
-    floor_us = floor["cpu_us"] if floor else None
-    table = Table(["client", "CPU µs / request (best)", "all runs (µs)", "× aiohttp floor", "requests / s (best)",
-                   "answered"], [],
-                  f"{n} requests after {WARMUP} warm-up, concurrency {CONCURRENCY}, zero-latency simulator in another "
-                  f"process; CPU of the whole client process; each client ran {rounds}× (interleaved), best run shown:")
-    data_rows = []
-    for r in rows:
-        if r["cpu_us"] is None:
-            table.rows.append([r["label"], "failed", "—", "—", "—", r["error"][:80]])
-            continue
-        us = r["cpu_us"]
-        times = us / floor_us if floor_us else None
-        table.rows.append([r["label"], f"{us:.0f}", " / ".join(f"{v:.0f}" for v in r["cpu_us_all"]),
-                           f"{times:.2f}×" if times else "—", f"{r['rps']:.0f}", f"{r['ok']}/{r['n']}"])
-        data_rows.append({"label": r["label"], "us_per_request": us, "all_us": r["cpu_us_all"], "x_floor": times,
-                          "rps": r["rps"]})
-    headlines = []
-    nb = next((d for d in data_rows if d["label"].startswith("nbllm (default")), None)
-    trusting = next((d for d in data_rows if d["label"] == "aiohttp lean + trust_env=True"), None)
-    nb2 = next((d for d in data_rows if d["label"].startswith("nbllm with")), None)
-    sdk = next((d for d in data_rows if d["label"].startswith("openai SDK (")), None)
-    if nb and nb["x_floor"]:
-        headlines.append(Headline(f"nbllm client CPU ≤ {TARGET}× the aiohttp floor: {nb['us_per_request']:.0f} µs/request "
-                                  f"= {nb['x_floor']:.2f}× the floor ({floor_us:.0f} µs)", nb["x_floor"] <= TARGET))
-    if nb and sdk:
-        headlines.append(Headline(f"nbllm vs the official openai SDK: {sdk['us_per_request'] / nb['us_per_request']:.2f}× "
-                                  f"less CPU per request ({nb['us_per_request']:.0f} vs {sdk['us_per_request']:.0f} µs), "
-                                  "with a key pool, progress and a store the SDK does not have",
-                                  nb["us_per_request"] <= sdk["us_per_request"]))
-    if nb and nb2:
-        headlines.append(Headline(f"nbllm's aiohttp transport vs httpx2's own: {nb2['us_per_request'] / nb['us_per_request']:.2f}× "
-                                  "less CPU (the transport choice of DESIGN decision 3)",
-                                  nb["us_per_request"] <= nb2["us_per_request"]))
-    transport = next((d for d in data_rows if d["label"].startswith("nbllm's HTTP layer alone")), None)
-    off = next((d for d in data_rows if d["label"].startswith("nbllm, store off")), None)
-    if nb and transport and off:
-        headlines.append(Headline(
-            f"where nbllm's {nb['us_per_request']:.0f} µs go (best runs; differences of noisy numbers): its HTTP layer "
-            f"alone (`nbllm._client.http`, on the engine loop) {transport['us_per_request']:.0f} µs; nbllm without the store "
-            f"{off['us_per_request']:.0f} µs, so batch + pool + retry + progress ≈ "
-            f"{off['us_per_request'] - transport['us_per_request']:.0f} µs and the store ≈ "
-            f"{nb['us_per_request'] - off['us_per_request']:.0f} µs per request (the scale benchmark times the store "
-            "directly)", None))
-    if trusting and floor_us:
-        headlines.append(Headline(
-            f"aiohttp's `trust_env=True` alone costs {trusting['us_per_request'] - floor_us:.0f} µs per request "
-            f"({trusting['us_per_request']:.0f} vs {floor_us:.0f} µs): it re-reads the proxy variables and ~/.netrc on "
-            "every request", None))
-    tables = [table]
-    notes = [
-        "nbllm runs `llm.map(prompts, progress=\"none\")` with a one-key pool (rpm 10 000 000, so the limiter path "
-        "runs), a BatchProgress object, and the SQLite store on (a temp dir): every answer is recorded. The "
-        "other clients do nothing but send and parse. httpx/httpx2 get `Limits(max_connections=100, "
-        "max_keepalive_connections=100)` (the defaults keep only 20 alive, which costs reconnects).",
-        "Measured CPU includes every thread of the client process (nbllm's engine thread and the caller's). This "
-        "2-core machine is noisy (the same client varies by up to 2× between runs), hence the best of several "
-        "interleaved runs; the simulator is warmed up first.",
-    ]
-    if profile.get("libraries"):
-        lib_table = Table(["library, or C function (self time)", "share of nbllm's busy CPU"],
-                          [[lib, f"{share * 100:.1f} %"] for lib, share in profile["libraries"]],
-                          f"Profile of nbllm's engine thread (pyinstrument, idle loop time excluded, "
-                          f"{profile['busy_seconds']:.2f} s busy): where the CPU goes, by library:")
-        own_table = Table(["nbllm function (self time)", "share of busy CPU"],
-                          [[name, f"{share * 100:.1f} %"] for name, share in profile["nbllm_self"]],
-                          f"nbllm's own code: {profile['nbllm_share'] * 100:.1f} % of the busy CPU in total; its hottest functions:")
-        incl_table = Table(["nbllm function (inclusive: itself and what it calls)", "share of busy CPU"],
-                           [[name, f"{share * 100:.1f} %"] for name, share in profile.get("nbllm_inclusive", [])],
-                           "The same profile by inclusive time (a coroutine is on the stack only while it runs):")
-        tables += [lib_table, own_table, incl_table]
-        if "engine_share" in profile:
-            notes.append(f"The profile samples nbllm's engine thread, which used {profile['engine_share'] * 100:.0f} % of the "
-                         "process's CPU in the profiled run; the rest ran on other threads (the caller's, a store "
-                         "writer thread if any, executor threads — e.g. aiohttp with `trust_env=True` reads ~/.netrc and "
-                         "the proxy variables in a thread pool on every request).")
-        notes.append("Full profile: `benchmarks/out/profile_nbllm.html` (and `profile_nbllm.txt`); the call tree's top "
-                     "is below.")
-    elif profile.get("error"):
-        notes.append(f"Profiling failed: {profile['error']}")
-    appendix = f"```\n{profile['text'].strip(chr(10))}\n```" if profile.get("text") else ""
-    return Section("overhead", "2. Client overhead (CPU per request)",
-                   "Lower is better. " + ("QUICK mode. " if quick else ""), headlines, tables, notes,
-                   {"rows": data_rows, "floor_us": floor_us, "rounds": rounds, "n": n,
-                    "profile": {k: v for k, v in profile.items() if k != "text"}}, seconds, appendix)
+def _profiles(url: str, n: int) -> dict[str, Any]:
+    """nbllm (engine thread + store writer) and the floor, profiled on the same workload."""
+    out: dict[str, Any] = {}
+    for name, function in (("nbllm", "client_nbllm"), ("floor", "client_aiohttp")):
+        try:
+            result = run_isolated(f"benchmarks.bench_overhead:{function}",
+                                  {"url": url, "n": n, "profile": str(OUT_DIR / f"profile_{name}.html")})
+            out[name] = {**result["profile"], "writer": result.get("writer_profile", [])}
+        except Exception as exc:  # noqa: BLE001
+            out[name] = {"error": str(exc)[-500:]}
+    return out
 
 
 if __name__ == "__main__":

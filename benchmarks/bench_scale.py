@@ -21,8 +21,10 @@ import tempfile
 import time
 from typing import Any
 
+from ._baselines import seed_clients, seed_tasks, with_progress
 from ._common import (Headline, Section, SimProcess, Table, arithmetic_prompts, emit_and_exit, peak_rss_mb,
                       run_isolated)
+from ._profile import thread_cpu, thread_cpu_since
 
 MODEL = "gpt-4o-mini"
 CONCURRENCY = 64
@@ -50,8 +52,8 @@ def _score(texts: list[str | None], labels: list[int]) -> float:
 def _instrument() -> dict[str, float]:
     """Wrap the store's and the progress's entry points with per-thread CPU timers."""
     from nbllm._call import CallRunner
-    from nbllm._progress import display as _progress_display, state as _progress
-    from nbllm._store import store as _store
+    from nbllm._progress.state import display as _progress_display, state as _progress
+    from nbllm._store.store import store as _store
 
     spent = {"store": 0.0, "progress": 0.0, "fingerprints": 0.0}
     clock = time.thread_time
@@ -78,22 +80,6 @@ def _instrument() -> dict[str, float]:
     return spent
 
 
-def _thread_cpu() -> dict[str, float]:
-    """CPU seconds (user + system) of every live thread of this process, by thread name."""
-    import threading
-
-    import psutil
-
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    out: dict[str, float] = {}
-    for t in psutil.Process().threads():
-        name = names.get(t.id, "other (unnamed)")
-        if name.startswith(("asyncio_", "ThreadPoolExecutor")):
-            name = "executor threads"
-        out[name] = out.get(name, 0.0) + t.user_time + t.system_time
-    return out
-
-
 def scale_nbllm(url: str, n: int, store: bool) -> dict[str, Any]:
     import nbllm
 
@@ -103,13 +89,13 @@ def scale_nbllm(url: str, n: int, store: bool) -> dict[str, Any]:
         pool = nbllm.KeyPool([{"key": k, "alias": a, "base_url": url, "rpm": r} for k, a, r in KEYS])
         llm = nbllm.LLM(MODEL, pool=pool, concurrency=CONCURRENCY,
                         store=os.path.join(tmp, "store.sqlite3") if store else False)
-        threads_before = _thread_cpu()
+        threads_before = thread_cpu()
         cpu, wall = time.process_time(), time.perf_counter()
         results = llm.map(prompts, progress="text" if store else "none")
         if store and hasattr(llm.store, "flush"):
             llm.store.flush()  # rows still queued for a writer thread are part of the batch's cost
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        threads = {name: t - threads_before.get(name, 0.0) for name, t in _thread_cpu().items()}
+        threads = thread_cpu_since(threads_before)
         rss = peak_rss_mb()
         out: dict[str, Any] = {"cpu": cpu, "wall": wall, "rss_mb": rss, "ok": sum(1 for r in results if r.ok), "n": n,
                                "accuracy": _score([getattr(r, "text", None) for r in results], labels),
@@ -127,30 +113,21 @@ def scale_seed(url: str, n: int, max_seconds: float, rate: float = 0.0) -> dict[
     Stopped after ``max_seconds``: every task exists from the start, so memory is at its plateau by then
     (what is still to come is only the answers' strings).
     """
-    import openai
     from aiolimiter import AsyncLimiter
     from tqdm import tqdm
 
     prompts, labels = arithmetic_prompts(n, seed=5)
 
+    async def send(client: Any, text: str) -> str:
+        completion = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": text}])
+        return completion.choices[0].message.content
+
     async def main() -> dict[str, Any]:
-        limiter = AsyncLimiter(rate or SEED_RATE, 1)
-        clients = [openai.AsyncOpenAI(api_key=k, base_url=url, max_retries=2) for k, _, _ in KEYS]
-
-        async def call_llm(client: Any, text: str) -> str:
-            async with limiter:
-                completion = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": text}])
-                return completion.choices[0].message.content
-
-        async def _run_task_with_progress(task: Any, pbar: Any) -> Any:
-            result = await task
-            pbar.update(1)
-            return result
-
-        results = [call_llm(clients[i % len(clients)], text) for i, text in enumerate(prompts)]
+        clients = seed_clients([k for k, _, _ in KEYS], url)
+        results = seed_tasks(prompts, clients, AsyncLimiter(rate or SEED_RATE, 1), send)
         cpu, wall = time.process_time(), time.perf_counter()
         with tqdm(total=len(results)) as pbar:
-            batch = asyncio.ensure_future(asyncio.gather(*[_run_task_with_progress(task, pbar) for task in results]))
+            batch = asyncio.ensure_future(asyncio.gather(*with_progress(results, pbar)))
             await asyncio.wait({batch}, timeout=max_seconds)
             done = pbar.n
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

@@ -102,11 +102,12 @@ async def _work(config: dict[str, Any]) -> dict[str, Any]:
     from nbllm import KeyPool
 
     pool = KeyPool(config["keys"], shared=config["shared"], namespace=config["namespace"])
-    llm = nbllm.LLM("gpt-4o-mini", pool=pool, concurrency=config["concurrency"], store=False)
+    concurrency = {"concurrency": config["concurrency"]} if config["concurrency"] else {}  # None: nbllm's default
+    llm = nbllm.LLM("gpt-4o-mini", pool=pool, store=False, **concurrency)
     # warm up before the common start, like a kernel that has run a cell: the HTTP client (created on first
     # use) and the Redis connection; otherwise a slow start on a busy machine puts a burst mid-run
     await nbllm._engine.run(_warm_up(pool, config["keys"][0]["base_url"]))
-    prompts = [f"What is {i} + {config['index']}? Answer as JSON" for i in range(config["items"])]
+    prompts = worker_prompts(config["index"], config["items"])
     await _barrier(Path(config["barrier"]), config["index"])
     times: list[float] = []
     batch = llm.amap(prompts, progress="none")
@@ -120,8 +121,13 @@ async def _work(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def worker_prompts(index: int, items: int) -> list[str]:
+    """The prompts worker ``index`` sends (distinct across workers)."""
+    return [f"What is {i} + {index}? Answer as JSON" for i in range(items)]
+
+
 async def _warm_up(pool: Any, base_url: str) -> None:
-    from nbllm._client.http import Timeouts, get_transport
+    from nbllm._client.call.http import Timeouts, get_transport
 
     # open a pooled connection first (a POST the simulator refuses without a key costs nothing)
     async with get_transport().post(base_url + "/chat/completions", {}, {}, Timeouts()) as response:
@@ -160,6 +166,7 @@ class RunResult:
     wall: float
     workers: list[dict[str, Any]] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
+    start_at: float = 0.0  # the common start (time.time()), so a caller can time start -> last answer
 
     @property
     def lost(self) -> int:
@@ -191,12 +198,16 @@ def make_simulator(ttft: float = 0.02, headers: bool = True) -> Any:
 
 
 def run_processes(sim: Any, *, processes: int, items: int, shared: str | None, namespace: str = "nbllm:bench:",
-                  concurrency: int = 8, during: Callable[[float], None] | None = None) -> RunResult:
-    """Run ``processes`` workers of ``items`` each against ``sim``; ``during(start_at)`` runs meanwhile."""
+                  concurrency: int | None = 8, during: Callable[[float], None] | None = None,
+                  keys: list[dict[str, Any]] | None = None) -> RunResult:
+    """Run ``processes`` workers of ``items`` each against ``sim``; ``during(start_at)`` runs meanwhile.
+
+    ``keys``: the key specs every worker's pool gets (default: `key_specs`, limits told); ``concurrency``
+    None leaves nbllm's default."""
     with tempfile.TemporaryDirectory() as tmp:
         procs = []
         for index in range(processes):
-            config = {"keys": key_specs(sim.base_url), "shared": shared, "namespace": namespace, "index": index,
+            config = {"keys": keys or key_specs(sim.base_url), "shared": shared, "namespace": namespace, "index": index,
                       "items": items, "concurrency": concurrency, "barrier": tmp}
             out, err = open(Path(tmp) / f"{index}.out", "w+"), open(Path(tmp) / f"{index}.err", "w+")
             procs.append((subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(config)],
@@ -244,7 +255,7 @@ def _summarise(sim: Any, workers: list[dict[str, Any]], stderr: list[str], proce
         rate_limited=stats["total"]["rate_limited"],
         unauthorized={alias: stats.get(alias, {}).get("unauthorized", 0) for alias, _ in KEYS.values()},
         throughput=throughput, limit=sum(rpm for _, rpm in KEYS.values()) / 60.0,
-        wall=(all_times[-1] - all_times[0]) if all_times else 0.0, workers=workers, stderr=stderr,
+        wall=(all_times[-1] - all_times[0]) if all_times else 0.0, workers=workers, stderr=stderr, start_at=start_at,
     )
 
 

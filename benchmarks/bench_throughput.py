@@ -13,7 +13,7 @@ a careful official-SDK user (semaphore 64, round robin, ``gather(return_exceptio
 ``abatch`` with one ``InMemoryRateLimiter`` per key. Baselines are always *told* the keys' limits (they
 cannot learn them), so in b and c they have information nbllm does not get.
 
-Theoretical minimum (the brief's definition) = items / (sum of live keys' rpm / 60) + mean latency.
+Theoretical minimum = items / (sum of live keys' rpm / 60) + mean latency.
 "Fraction of theoretical" = theoretical / wall. A run that lost items did not do the job, however fast
 it gave up: its fraction is shown in parentheses and it is left out of the "nbllm ÷ best baseline"
 ratio, which compares nbllm with the best baseline that answered every item. The simulator's buckets
@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._baselines import seed_clients, seed_tasks, with_progress
 from ._common import Headline, Section, SimProcess, Table, arithmetic_prompts
 
 MODEL = "gpt-4o-mini"
@@ -151,33 +152,21 @@ async def _openai_call(client: Any, prompt: str, stream: bool) -> str:
 
 def run_seed(scenario: Scenario, base_url: str, prompts: list[str]) -> dict[str, Any]:
     """The key-pool seed (002): one AsyncLimiter(total_rate, 1), keys round robin, tqdm over gather."""
-    import openai
     from aiolimiter import AsyncLimiter
     from tqdm import tqdm
 
     total_rate = sum(rpm for _, _, rpm in KEYS) / 60.0  # the seed's user knows the nominal limits
 
     async def main() -> dict[str, Any]:
-        limiter = AsyncLimiter(total_rate, 1)
-        clients = [openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=2) for key, _, _ in KEYS]
-
-        async def call_llm(client: Any, text: str) -> str:
-            async with limiter:
-                return await _openai_call(client, text, scenario.stream)
-
-        async def _run_task_with_progress(task: Any, pbar: Any) -> Any:
-            result = await task
-            pbar.update(1)
-            return result
-
-        tasks = [call_llm(clients[i % len(clients)], text) for i, text in enumerate(prompts)]
+        clients = seed_clients([key for key, _, _ in KEYS], base_url)
+        tasks = seed_tasks(prompts, clients, AsyncLimiter(total_rate, 1),
+                           lambda client, text: _openai_call(client, text, scenario.stream))
         start = time.perf_counter()
         error = ""
         ok = 0
         try:
             with open(os.devnull, "w") as devnull, tqdm(total=len(tasks), file=devnull) as pbar:
-                results = await asyncio.wait_for(
-                    asyncio.gather(*[_run_task_with_progress(task, pbar) for task in tasks]), RUN_TIMEOUT)
+                results = await asyncio.wait_for(asyncio.gather(*with_progress(tasks, pbar)), RUN_TIMEOUT)
             ok = len(results)
         except Exception as exc:  # noqa: BLE001 - the seed's batch dies with its first exception
             error = f"batch lost: {type(exc).__name__}"

@@ -63,6 +63,14 @@ class Faults:
     """Share of batches that expire half way through processing: finished lines keep their
     results, the rest are ``expired`` (OpenAI: ``batch_expired`` in the error file)."""
 
+    stall: float = 0.0
+    """Share of requests that wait `stall_seconds` longer before their first byte: a heavy latency tail.
+
+    Both routes, stream or not; drawn per prompt and attempt like `SimConfig.ttft_sigma`, so a retry
+    (or a hedge) of a stalled prompt draws again. Independent of the other faults."""
+    stall_seconds: float = 10.0
+    """How much longer a stalled request waits."""
+
     def __post_init__(self) -> None:
         unknown = [k for k in self.broken_json_kinds if k not in JSON_FAULT_KINDS]
         if unknown:
@@ -126,6 +134,14 @@ class SimConfig:
     """Mean seconds to the first token."""
     ttft_jitter: float = 0.2
     """Uniform jitter on `ttft`, as a fraction (0.2 means ±20 %)."""
+    ttft_sigma: float = 0.0
+    """Lognormal latency: when above 0, `ttft` (and `latency`, when set) is the median and each request's
+    is multiplied by ``exp(ttft_sigma * z)``, z standard normal; replaces `ttft_jitter`.
+
+    Example: ``SimConfig(ttft=3.0, ttft_sigma=0.5, tokens_per_second=0)``: median 3 s, one request in ten
+    above 5.7 s. The die is keyed by the prompt (its last user message) and how often that prompt was
+    answered before, not by arrival order, so two clients sending the same prompts meet the same
+    latencies however their requests interleave or how many 429s they collect."""
     tokens_per_second: float = 60.0
     """Streaming pace; 0 sends every token at once."""
     latency: float | None = None

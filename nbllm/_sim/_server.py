@@ -17,9 +17,9 @@ from ._batch_store import BatchStore
 from ._config import SimConfig
 from ._errors import auth_error, bad_request, injected_error, quota_error, rate_limit_error, version_missing
 from ._faults import BEFORE_ANSWER, parse_directive, roll_fault
-from ._hashing import unit
+from ._hashing import stable_hash, unit
 from ._msgbatch_routes import AnthropicBatchRoutes
-from ._pacing import Pacing, nonstream_delay, plan_pacing, schedule
+from ._pacing import NO_DRAW, LatencyDraw, Pacing, draw_latency, needs_draw, nonstream_delay, plan_pacing, schedule
 from ._requests import BadRequest, Call, anthropic_key, bearer_key, parse_anthropic, parse_openai
 from ._respond import Reply, respond
 from ._state import SimState, Ticket
@@ -66,6 +66,7 @@ class SimServer:
         self._clock = clock
         self._tag = secrets.token_hex(6)  # makes ids unique across simulator instances
         self._sem = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
+        self._attempts: dict[int, int] = {}  # prompt hash -> answers started, for `draw_latency`
         batch_ctx = BatchContext(config, self.state, self.batches, self.clock)
         self._batch_routes = (OpenAIBatchRoutes(batch_ctx), AnthropicBatchRoutes(batch_ctx))
 
@@ -161,10 +162,17 @@ class SimServer:
             return injected_error(ctx.anthropic, fault, ctx.headers)
         reply = respond(call, cfg, self.state.claim_once)
         u = unit(cfg.seed, ctx.number, 99) if cfg.ttft_jitter else 0.5
-        pacing = plan_pacing(cfg, ctx.ticket.profile.latency_scale, u, reply.done.tokens, fault == "slow")
+        draw = self._latency_draw(raw) if needs_draw(cfg) else NO_DRAW
+        pacing = plan_pacing(cfg, ctx.ticket.profile.latency_scale, u, reply.done.tokens, fault == "slow", draw)
         if call.stream:
             return await self._stream(ctx, reply, pacing, fault)
         return await self._complete(ctx, reply, pacing, fault)
+
+    def _latency_draw(self, prompt: str) -> LatencyDraw:
+        """Count one more answer to ``prompt`` and return its latency draw (the handlers share one loop: no lock)."""
+        key = stable_hash(prompt)
+        attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+        return draw_latency(self.config, key, attempt)
 
     async def _complete(self, ctx: _Ctx, reply: Reply, pacing: Pacing, fault: str | None) -> web.StreamResponse:
         """Send a non-stream answer after the whole generation time."""
