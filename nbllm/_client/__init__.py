@@ -10,7 +10,7 @@
 
 from .attempts import Target, run_call
 from .http import Timeouts
-from .providers import CallSpec, resolve_model
+from .providers import CallSpec, OutputFormat, resolve_model
 from .retry import RetryPolicy
 
-__all__ = ["CallSpec", "RetryPolicy", "Target", "Timeouts", "resolve_model", "run_call"]
+__all__ = ["CallSpec", "OutputFormat", "RetryPolicy", "Target", "Timeouts", "resolve_model", "run_call"]
