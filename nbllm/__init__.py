@@ -4,6 +4,7 @@
     llm = nbllm.LLM("openai:gpt-4o-mini")
     llm.invoke("Hello, how are you?").text
     results = await llm.amap(prompts)          # thousands of prompts, every key's limits respected
+    rows = await llm.amap(prompts, schema=Result)   # parsed, validated, re-asked; rows.to_dataframe()
     %load_ext nbllm                            # then %%llm cells stream their answer
 
 With no key configured, everything runs on the embedded simulator (``nbllm.sim``).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._api import LLM, Batch
+from ._api import LLM, Batch, BatchSummary, Results
 from ._callbacks import BaseCallbackHandler, StreamingStdOutCallbackHandler
 from ._client import RetryPolicy, Timeouts
 from ._exceptions import (
@@ -30,21 +31,24 @@ from ._exceptions import (
     RequestTimeoutError,
     ServerError,
     StreamInterruptedError,
+    StructuredOutputError,
 )
 from ._keys import ApiKey, KeyPool
 from ._store import Store
-from ._types import Failure, Generation, LLMResult, Response, StreamEvent, Usage
+from ._types import Attempt, Failure, Generation, LLMResult, Response, StreamEvent, Usage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "APIConnectionError",
     "ApiKey",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
     "BaseCallbackHandler",
     "Batch",
     "BatchInterrupted",
+    "BatchSummary",
     "ConfigurationError",
     "Failure",
     "Generation",
@@ -59,12 +63,14 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "Response",
+    "Results",
     "RetryPolicy",
     "ServerError",
     "Store",
     "StreamEvent",
     "StreamInterruptedError",
     "StreamingStdOutCallbackHandler",
+    "StructuredOutputError",
     "Timeouts",
     "Usage",
     "enable_nesting",

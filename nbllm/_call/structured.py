@@ -5,7 +5,7 @@
     response.parsed, response.attempts
 
 One prompt gets at most ``1 + max_reasks`` answers judged, plus one retry with a larger ``max_tokens``
-after an answer cut off at the token limit. Every request is an ordinary call (``CallRunner.answer``):
+after an answer cut off at a token limit the call sent (``_larger_max_tokens``). Every request is an ordinary call (``CallRunner.answer``):
 429s, 5xx and broken connections are retried there, on their own budget, and never count as re-asks;
 a bad answer is never a network retry. After the budget the call raises ``StructuredOutputError``
 (a batch keeps it as a ``Failure``) with the raw text and every attempt.
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CallSender", "EndpointCapabilities", "accept_cached", "answer_structured", "capabilities"]
 
-#: max_tokens for the one retry after a cut-off answer when the call set none (else twice the limit)
+#: max_tokens for the one retry after a cut-off Anthropic answer when the call set none (nbllm then sent 1024)
 LENGTH_RETRY_MAX_TOKENS = 4096
 
 
@@ -103,15 +103,28 @@ async def answer_structured(runner: CallSender, call: PreparedCall, *, cache: bo
         judged.append(_attempt(response, verdict))
         if verdict.ok:
             return _accepted(response, verdict, judged, started)
-        if verdict.truncated and not length_retried:
+        larger = _larger_max_tokens(spec, runner.route.target.wire_format) if verdict.truncated else None
+        if larger is not None and not length_retried:
             length_retried = True  # the same conversation once more, with room to finish
-            spec = dataclasses.replace(spec, max_tokens=2 * spec.max_tokens if spec.max_tokens else LENGTH_RETRY_MAX_TOKENS)
+            spec = dataclasses.replace(spec, max_tokens=larger)
         elif reasks < call.max_reasks:
             reasks += 1
             spec = dataclasses.replace(spec, messages=reask_messages(spec.messages, response.text, verdict.errors))
         else:
             raise _failure(schema.name, judged, reasks)
         response = None
+
+
+def _larger_max_tokens(spec: CallSpec, wire_format: str) -> int | None:
+    """Room for a cut-off answer to finish: twice the limit sent; None when no limit of ours cut it.
+
+    Without ``max_tokens`` an OpenAI-compatible server stops at the model's own maximum, which no
+    request can raise: such an answer is re-asked instead. Anthropic requires the field, and nbllm
+    sent its default of 1024.
+    """
+    if spec.max_tokens:
+        return 2 * spec.max_tokens
+    return LENGTH_RETRY_MAX_TOKENS if wire_format == "anthropic" else None
 
 
 def accept_cached(call: PreparedCall, hit: Response) -> Response | None:
