@@ -17,6 +17,7 @@ require. Both kinds are cached, so a batch of 10 000 prompts normalises its sche
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
@@ -132,7 +133,7 @@ def as_schema(schema: Any) -> Schema:
     if isinstance(schema, Schema):
         return schema
     if isinstance(schema, dict):
-        return _json_schema(json.dumps(schema, sort_keys=True, default=str))
+        return _json_schema(schema)
     if _is_pydantic_model(schema):
         return _pydantic_schema(schema)
     hint = " (pass the class, not an instance)" if _is_pydantic_model(type(schema)) else ""
@@ -146,10 +147,19 @@ def _pydantic_schema(model: type) -> Schema:
     return _PydanticSchema(model)
 
 
-@functools.lru_cache(maxsize=64)
-def _json_schema(canonical: str) -> Schema:
-    # keyed by the canonical JSON, so a dict changed after a call is normalised afresh
-    return _JsonSchema(json.loads(canonical))
+_JSON_SCHEMAS: dict[str, Schema] = {}
+
+
+def _json_schema(schema: dict[str, Any]) -> Schema:
+    # keyed by the canonical JSON, so a dict changed after a call is normalised afresh; built from a copy
+    # in the order given (the order of the properties is the order of the table's columns)
+    key = json.dumps(schema, sort_keys=True, default=str)
+    found = _JSON_SCHEMAS.get(key)
+    if found is None:
+        if len(_JSON_SCHEMAS) >= 64:
+            _JSON_SCHEMAS.clear()
+        found = _JSON_SCHEMAS[key] = _JsonSchema(copy.deepcopy(schema))
+    return found
 
 
 def _is_pydantic_model(obj: Any) -> bool:
