@@ -26,9 +26,10 @@ from typing import Any
 
 from ._common import BENCH_DIR, OUT_DIR, ROOT, Headline, Section, Table
 
-BENCHMARKS = ["throughput", "overhead", "streaming", "scale", "concurrency"]
+BENCHMARKS = ["throughput", "overhead", "streaming", "scale", "concurrency", "structured"]
 PACKAGES = ["nbllm", "httpx2", "httpx-aiohttp", "aiohttp", "httpx", "openai", "anthropic", "langchain-openai",
-            "langchain-core", "aiolimiter", "tqdm", "ipykernel", "jupyter_client", "pyinstrument"]
+            "langchain-core", "aiolimiter", "tqdm", "ipykernel", "jupyter_client", "pyinstrument", "pydantic",
+            "jsonschema"]
 
 
 # ---- the multi-process hook --------------------------------------------------------------------------
