@@ -1,6 +1,6 @@
 """instructor's client for ``bench_structured``, run in its own virtual environment (instructor + openai).
 
-    <venv>/bin/python -m benchmarks._instructor_client '{"url": ..., "prompts": [...], "concurrency": 32}'
+    echo '{"url": ..., "prompts": [...], "concurrency": 32}' | <venv>/bin/python -m benchmarks._instructor_client
 
 instructor 1.17.0 pins ``jiter<0.15`` while current ``openai`` releases need ``jiter>=0.16``, so installing
 it next to nbllm's test dependencies would move ``openai`` back to 3.3.0; a separate environment keeps
@@ -42,7 +42,7 @@ async def _run(url: str, prompts: list[str], concurrency: int) -> dict:
 
 
 def main() -> None:
-    args = json.loads(sys.argv[1])
+    args = json.loads(sys.stdin.read())  # thousands of prompts do not fit on a command line
     result = asyncio.run(_run(args["url"], args["prompts"], args["concurrency"]))
     print("BENCH-RESULT:" + json.dumps({**result, "version": instructor.__version__}), flush=True)
 
