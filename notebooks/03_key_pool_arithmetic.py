@@ -526,14 +526,16 @@ table.head()
 
 # %% [markdown]
 # `rows` is still the list of results (`rows[i].parsed` is a `Result`); `to_dataframe()` has one row per
-# question: the schema's fields, then ok, error, attempts, tokens, latency, cost and key. One repaired item,
-# answer by answer — what the model said, and what was sent back to it:
+# question: the schema's fields, then ok, error, attempts, tokens, latency, cost and key. Two repaired items,
+# answer by answer — what the model said, and the errors sent back to it: one cut off at the token limit (under
+# a strict schema the only way JSON can still break), one with a wrong result (caught by the validator):
 
 # %%
-repaired = next((r for r in rows if len(r.attempts) > 1), None)
-if repaired is not None:
-    for n, attempt in enumerate(repaired.attempts, 1):
+for why in ("cut off", "is not the value"):
+    repaired = next((r for r in rows if len(r.attempts) > 1 and why in " ".join(r.attempts[0].errors)), None)
+    for n, attempt in enumerate(repaired.attempts if repaired else [], 1):
         print(f"answer {n} ({attempt.finish_reason}): {attempt.text!r}\n   errors: {attempt.errors or 'none: accepted'}")
+    print()
 
 comparison = pd.DataFrame(
     {"right": [seed_json[0], nbllm_right], "lost or wrong": [M - seed_json[0], M - nbllm_right],
