@@ -30,9 +30,10 @@ from typing import Any
 from ._common import BENCH_DIR, OUT_DIR, ROOT, Headline, Section, Table
 from ._previous import kept_note, previous_sections
 
-BENCHMARKS = ["throughput", "overhead", "streaming", "scale", "concurrency", "shared", "latency"]
+BENCHMARKS = ["throughput", "overhead", "streaming", "scale", "concurrency", "shared", "latency", "structured"]
 PACKAGES = ["nbllm", "httpx2", "httpx-aiohttp", "aiohttp", "httpx", "openai", "anthropic", "langchain-openai",
-            "langchain-core", "aiolimiter", "tqdm", "ipykernel", "jupyter_client", "pyinstrument"]
+            "langchain-core", "aiolimiter", "tqdm", "ipykernel", "jupyter_client", "pyinstrument", "pydantic",
+            "jsonschema"]
 
 
 # ---- the multi-process hook --------------------------------------------------------------------------

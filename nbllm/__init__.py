@@ -5,6 +5,7 @@
     llm.invoke("Hello, how are you?").text
     results = await llm.amap(prompts)          # thousands of prompts, every key's limits respected
     results = await llm.amap(prompts, mode="batch")   # the same through provider batch APIs, half price
+    rows = await llm.amap(prompts, schema=Result)   # parsed, validated, re-asked; rows.to_dataframe()
     %load_ext nbllm                            # then %%llm cells stream their answer
 
 With no key configured, everything runs on the embedded simulator (``nbllm.sim``).
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._api import LLM, Batch, cancel_provider_batch, provider_batches
+from ._api import LLM, Batch, BatchSummary, Results, cancel_provider_batch, provider_batches
 from ._batchapi import BatchAPIOptions, PollSchedule
 from ._callbacks import BaseCallbackHandler, StreamingStdOutCallbackHandler
 from ._client import RetryPolicy, Timeouts
@@ -33,22 +34,25 @@ from ._exceptions import (
     RequestTimeoutError,
     ServerError,
     StreamInterruptedError,
+    StructuredOutputError,
 )
 from ._keys import ApiKey, KeyPool
 from ._store import Store
-from ._types import Failure, Generation, LLMResult, Response, StreamEvent, Usage
+from ._types import Attempt, Failure, Generation, LLMResult, Response, StreamEvent, Usage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "APIConnectionError",
     "ApiKey",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
     "BaseCallbackHandler",
     "Batch",
     "BatchAPIOptions",
     "BatchInterrupted",
+    "BatchSummary",
     "ConfigurationError",
     "Failure",
     "Generation",
@@ -65,12 +69,14 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "Response",
+    "Results",
     "RetryPolicy",
     "ServerError",
     "Store",
     "StreamEvent",
     "StreamInterruptedError",
     "StreamingStdOutCallbackHandler",
+    "StructuredOutputError",
     "Timeouts",
     "Usage",
     "cancel_provider_batch",

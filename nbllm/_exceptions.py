@@ -15,6 +15,7 @@ NbllmError
 ├── StreamInterruptedError    a stream ended or broke before its terminator (.partial_text kept)
 ├── RequestTimeoutError       connect, idle-between-chunks or overall deadline passed
 ├── APIConnectionError        the server could not be reached after the retries ran out
+├── StructuredOutputError     with schema=: no answer fit the schema within the re-ask budget
 ├── NoKeyAvailableError       every key in the pool is disabled
 ├── BatchInterrupted          a batch was interrupted; .results holds what finished
 └── ProviderBatchError        a request in a provider batch never ran: expired, cancelled, rejected, gone
@@ -40,6 +41,7 @@ __all__ = [
     "RequestTimeoutError",
     "ServerError",
     "StreamInterruptedError",
+    "StructuredOutputError",
 ]
 
 
@@ -127,6 +129,20 @@ class APIConnectionError(NbllmError):
     """The server could not be reached."""
 
     retryable = True
+
+
+class StructuredOutputError(NbllmError):
+    """With ``schema=``: no answer fit the schema, also after re-asking (``max_reasks``).
+
+    ``text`` is the last raw answer, ``attempts`` every answer with its errors and usage (``nbllm.Attempt``),
+    ``errors`` the last answer's errors.
+    """
+
+    def __init__(self, message: str, *, text: str = "", attempts: Any = None, errors: Any = None) -> None:
+        super().__init__(message)
+        self.text = text
+        self.attempts = list(attempts or [])
+        self.errors = list(errors or [])
 
 
 class NoKeyAvailableError(NbllmError):

@@ -8,6 +8,7 @@ from typing import Any, Literal, Mapping, Sequence, Union
 from ._exceptions import ConfigurationError
 
 __all__ = [
+    "Attempt",
     "Failure",
     "Generation",
     "LLMResult",
@@ -82,10 +83,29 @@ class Usage:
 
 
 @dataclass
+class Attempt:
+    """One answer judged on the way to a structured answer: what the model said and why it was refused.
+
+    ``errors`` is empty for the answer that was accepted. ``cached``: read from the store, not requested.
+    """
+
+    text: str
+    errors: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    latency: float = 0.0
+    key_alias: str | None = None
+    cached: bool = False
+
+
+@dataclass
 class Response:
     """One finished answer: ``text`` plus how it was made.
 
-    ``str(response)`` is the text, so a Response can be printed or formatted like one.
+    ``str(response)`` is the text, so a Response can be printed or formatted like one. With ``schema=``,
+    ``parsed`` is the validated value (a model instance, or a dict for a JSON Schema), ``text`` the raw
+    answer it was parsed from, and ``attempts`` every answer judged on the way (one when the first fit);
+    ``usage`` and ``latency`` then add up every request made for it.
     """
 
     text: str
@@ -97,6 +117,8 @@ class Response:
     key_alias: str | None = None
     provider: str = ""
     cached: bool = False
+    parsed: Any = None
+    attempts: list[Attempt] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.text
@@ -118,14 +140,34 @@ class Response:
 
 @dataclass
 class Failure:
-    """A batch item that failed: it keeps the error instead of raising it, so the batch goes on."""
+    """A batch item that failed: it keeps the error instead of raising it, so the batch goes on.
+
+    For a structured answer that never fit its schema, ``text`` is the last raw answer and ``attempts``
+    holds every answer with its errors and usage (``errors`` and ``usage`` sum them up). With
+    ``mode="batch"``, ``batch_rounds`` counts the provider batches the item went through.
+    """
 
     error: BaseException
     prompt: Any = None
-    attempts: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+    batch_rounds: int = 0
 
     text: str = ""
     ok: bool = False
+
+    @property
+    def errors(self) -> list[str]:
+        """Every validation error of every attempt, in order."""
+        return [error for attempt in self.attempts for error in attempt.errors]
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens of every request made for this item (answers read from the store cost nothing)."""
+        total = Usage()
+        for attempt in self.attempts:
+            if not attempt.cached:
+                total += attempt.usage
+        return total
 
     def __str__(self) -> str:
         return f"<failed: {type(self.error).__name__}: {self.error}>"

@@ -41,6 +41,7 @@ class ScriptedServer:
         self.scripts: dict[str, list[Canned]] = {}
         self.hits: dict[str, int] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
+        self.bodies: list[Any] = []  # the JSON body of every request (None when it was not JSON)
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._main, daemon=True)
@@ -55,6 +56,10 @@ class ScriptedServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.requests.append((path, dict(request.headers)))
+        try:
+            self.bodies.append(await request.json())
+        except ValueError:
+            self.bodies.append(None)
         answers = self.scripts.get(path.removesuffix("/chat/completions"), [Canned(404, {"error": "no script"})])
         n = self.hits.get(path, 0)
         self.hits[path] = n + 1
@@ -122,3 +127,36 @@ def test_one_retry_rule_for_error_answers(scripted_server: ScriptedServer, first
             llm.invoke("hi")
         assert caught.value.status == first.status
         assert scripted_server.hits["/v1/chat/completions"] == 1
+
+
+# ---- structured answers against servers without structured outputs -------------------------------------
+def _completion(content: str) -> dict[str, Any]:
+    return {**OK_BODY, "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop"}]}
+
+
+def test_an_unknown_response_format_falls_back_to_instructions_and_tolerant_parsing(scripted_server: ScriptedServer) -> None:
+    refused = Canned(400, {"error": {"message": "Unrecognized request argument supplied: response_format",
+                                     "type": "invalid_request_error"}})
+    chatty = Canned(200, _completion('Sure! Here it is:\n```json\n{"city": "Paris", "population": 2100000}\n```'))
+    url = scripted_server.script("/v1", [refused, chatty])
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["city", "population"]}
+    llm = fast_retry_llm(url)
+    first = llm.invoke("Largest city of France?", schema=schema)
+    second = llm.invoke("Largest city of Italy?", schema=schema)
+    assert first.parsed == {"city": "Paris", "population": 2100000} and second.parsed == first.parsed
+    assert scripted_server.hits["/v1/chat/completions"] == 3  # one 400, then two answers: remembered
+    refused_body, fallback_body, _ = scripted_server.bodies
+    assert refused_body["response_format"]["json_schema"]["strict"] is True
+    assert "response_format" not in fallback_body
+    assert fallback_body["messages"][-1]["content"].startswith("Largest city of France?\n\nAnswer with only a JSON object")
+
+
+def test_a_400_about_the_schema_itself_is_raised_not_worked_around(scripted_server: ScriptedServer) -> None:
+    invalid = Canned(400, {"error": {"message": "Invalid schema for response_format 'answer': 'format' is not permitted.",
+                                     "type": "invalid_request_error", "param": "response_format"}})
+    url = scripted_server.script("/v1", [invalid, Canned()])
+    with pytest.raises(nbllm.BadRequestError, match="Invalid schema"):
+        fast_retry_llm(url).invoke("hi", schema={"type": "object", "properties": {"a": {"type": "string"}}})
+    assert scripted_server.hits["/v1/chat/completions"] == 1

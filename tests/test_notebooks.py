@@ -131,6 +131,7 @@ def test_committed_arithmetic_notebook_ran_the_full_10000() -> None:
     summary = _summary(nb)
     assert summary["N"] == 10_000
     assert summary["right"] + summary["except_cnt"] + summary["not_equal"] == 10_000
+    assert summary["json_nbllm_right"] == summary["json_M"] == 2000
 
 
 def test_committed_batch_notebook_ran_5000_online_and_as_a_batch() -> None:
@@ -225,6 +226,13 @@ def test_03_key_pool_arithmetic(executed) -> None:
     assert summary["seed_cnt"] == [30, 30, 30]
     assert summary["revoked_seed_kept"] == 0 and summary["revoked_nbllm_kept"] == 90
     assert summary["nbllm_seconds_90"] < summary["seed_seconds"]
+    # broken JSON (15 %): the seed's loop loses items; schema= returns every one parsed and right
+    m = summary["json_M"]
+    seed_counted = (summary["json_seed_right"] + summary["json_seed_except_cnt"] + summary["json_seed_not_equal"]
+                    + summary["json_seed_errors"])
+    assert seed_counted == m and summary["json_seed_right"] < 0.9 * m
+    assert summary["json_nbllm_right"] == m and summary["json_nbllm_failed"] == 0
+    assert summary["json_nbllm_repaired"] > 0 and summary["json_nbllm_requests"] > m and summary["json_table_rows"] == m
 
 
 @pytest.mark.kernel

@@ -207,7 +207,7 @@ def test_expired_items_go_into_follow_up_batches_then_fail_saying_so(clock: Manu
             assert result.text == expected.text
         else:
             assert isinstance(result.error, nbllm.ProviderBatchError) and result.error.fate == "expired"
-            assert result.attempts == 2 and "expired" in str(result.error) and "fallback='online'" in str(result.error)
+            assert result.batch_rounds == 2 and "expired" in str(result.error) and "fallback='online'" in str(result.error)
 
 
 def test_expired_items_fall_back_to_online(clock: ManualClock) -> None:
@@ -240,7 +240,7 @@ def test_answers_the_check_rejects_are_repaired_online(sim: Simulator, clock: Ma
 def test_requests_the_provider_rejects_fail_at_once(sim: Simulator, clock: ManualClock) -> None:
     results = llm_for(sim, "openai").map(PROMPTS[:3], mode="batch", progress="none", batch_api=options(clock), n=2)
     assert [type(r.error).__name__ for r in results] == ["BadRequestError"] * 3
-    assert all(r.attempts == 1 for r in results) and sim.batch_stats()["batches_created"] == 1
+    assert all(r.batch_rounds == 1 for r in results) and sim.batch_stats()["batches_created"] == 1
 
 
 # ---- progress -------------------------------------------------------------------------------------------
@@ -453,3 +453,35 @@ def test_sigkill_while_waiting_then_rerun_creates_no_new_batch(wire: str, tmp_pa
         server.terminate()
         server.wait(5)
         server.stdout.close()
+
+
+# ---- structured answers through provider batches ----------------------------------------------------
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_schema_composes_with_batch_mode_and_broken_answers_are_repaired_online(wire: str, clock: ManualClock) -> None:
+    from pydantic import BaseModel, model_validator
+
+    class Result(BaseModel):
+        expression: str
+        result: int
+
+        @model_validator(mode="after")
+        def arithmetic_is_right(self) -> "Result":
+            left, right = self.expression.split("+")
+            if int(left) + int(right) != self.result:
+                raise ValueError(f"result must equal {self.expression}")
+            return self
+
+    prompts = [f'What is {i}+{3 * i}? Answer as JSON {{"expression": "{i}+{3 * i}", "result": ?}}' for i in range(40)]
+    with simulator(clock, faults=Faults(broken_json=0.3)) as sim:
+        rows = llm_for(sim, wire).map(prompts, mode="batch", schema=Result, progress="none", batch_api=options(clock))
+        online_requests = sim.stats()["total"]["requests"]
+        assert sim.batch_stats()["batches_created"] == 1
+    assert all(r.ok for r in rows)
+    assert [r.parsed.result for r in rows] == [4 * i for i in range(40)]
+    repaired = [r for r in rows if len(r.attempts) > 1]
+    # the broken batch answers, and only they, went online, each continuing from the batch's own answer
+    # (every online request is one more attempt of a repaired item: none was sent again from scratch)
+    assert repaired and sum(len(r.attempts) - 1 for r in repaired) == online_requests
+    assert all(not r.attempts[0].cached and r.attempts[0].errors for r in repaired)
+    assert rows.summary().repaired == len(repaired)

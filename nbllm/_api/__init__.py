@@ -4,12 +4,14 @@
 - ``batch``: ``Batch`` — many prompts on the same runner, bounded concurrency, nothing finished lost.
 - ``provider_batch``: ``ProviderBatchRun`` — ``amap(mode="batch")``: the same, through provider batch APIs.
 - ``batch_listing``: ``provider_batches()`` and ``cancel_provider_batch()`` over the store's job record.
+- ``results``: ``Results`` — the awaited batch: a list with ``to_dataframe()`` and ``summary()``.
 """
 
 from .batch import Batch
 from .llm import LLM
-from .provider_batch import ProviderBatchRun
 from .batch_listing import ProviderBatchInfo, ProviderBatchList, cancel_provider_batch, provider_batches
+from .provider_batch import ProviderBatchRun
+from .results import BatchSummary, Results
 
-__all__ = ["LLM", "Batch", "ProviderBatchInfo", "ProviderBatchList", "ProviderBatchRun", "cancel_provider_batch",
-           "provider_batches"]
+__all__ = ["LLM", "Batch", "BatchSummary", "ProviderBatchInfo", "ProviderBatchList", "ProviderBatchRun", "Results",
+           "cancel_provider_batch", "provider_batches"]

@@ -1,6 +1,8 @@
 """Batches: ``amap``/``map`` run many prompts with bounded concurrency and never lose a finished answer.
 
     results = await llm.amap(prompts)              # input order; a failed item is a Failure, not a raise
+    rows = await llm.amap(prompts, schema=Result)   # each answer parsed and validated (re-asked if needed)
+    rows.to_dataframe(), rows.summary()             # the awaited list is a ``Results``
     async for i, result in llm.amap(prompts):       # as they complete
         ...
     results = llm.map(prompts)                      # blocking
@@ -13,6 +15,7 @@ per-key table are shown on the caller's side, refreshed a few times a second at 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import uuid
@@ -20,10 +23,12 @@ from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import Any, NoReturn
 
 from .. import _engine
-from .._call import CallRunner, PreparedCall
-from .._exceptions import BatchInterrupted, NoKeyAvailableError
+from .._call import CallRunner, PreparedCall, accept_answer
+from .._exceptions import BatchInterrupted, NoKeyAvailableError, StructuredOutputError
 from .._progress import BatchProgress, ProgressDisplay
+from .._structured import as_schema
 from .._types import Failure, MessagesInput, Response
+from .results import Results
 
 __all__ = ["Batch"]
 
@@ -49,7 +54,9 @@ class Batch:
         self.on_results = on_results
         self.id = uuid.uuid4().hex[:12]
         self.results: list[Response | Failure | None] = [None] * len(self.prompts)
-        self.progress = BatchProgress(len(self.prompts), model=runner.model)
+        schema = self.overrides.get("schema", runner.settings.schema)
+        self.schema = None if schema is None else as_schema(schema)  # a wrong schema fails here, not per item
+        self.progress = BatchProgress(len(self.prompts), model=runner.model, structured=self.schema is not None)
         self.display = ProgressDisplay(self.progress, runner.pool.status_rows, mode=progress, desc="nbllm")
         self.stopped_by: BaseException | None = None
 
@@ -97,7 +104,11 @@ class Batch:
         return calls
 
     def _serve_cached(self, calls: list[PreparedCall], emit: Callable[[int, Any], None] | None) -> list[int]:
-        """Finish every item the store already answered; return the indexes still to send."""
+        """Finish every item the store already answered; return the indexes still to send.
+
+        With a schema each stored answer is judged offline: one that fits is finished, one that no
+        longer fits is re-asked from that answer (it goes out with the call as ``previous``).
+        """
         store = self.runner.store
         if store is None or not self.cache:
             return list(range(len(calls)))
@@ -105,6 +116,11 @@ class Batch:
         pending = []
         for i, call in enumerate(calls):
             hit = hits.get(call.fingerprint)  # type: ignore[arg-type]
+            if hit is not None and call.schema is not None:
+                accepted = accept_answer(call, hit)
+                if accepted is None:
+                    calls[i] = dataclasses.replace(call, previous=hit)
+                hit = accepted
             if hit is None:
                 pending.append(i)
             else:
@@ -119,6 +135,8 @@ class Batch:
                 self.stopped_by = error
                 self._finish(i, Failure(error, self.prompts[i]), emit)
                 raise
+            except StructuredOutputError as error:  # no answer fit: keep every raw answer and its errors
+                result = Failure(error, self.prompts[i], attempts=error.attempts, text=error.text)
             except Exception as error:  # noqa: BLE001 - a failed item is recorded, the batch goes on
                 result = Failure(error, self.prompts[i])
             self._finish(i, result, emit)
@@ -131,15 +149,16 @@ class Batch:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             key_alias=getattr(result, "key_alias", None),
+            repaired=len(result.attempts) > 1,
         )
         if emit is not None:
             emit(i, result)
 
     # ---- caller side ------------------------------------------------------------------------------
-    def __await__(self) -> Generator[Any, None, list[Response | Failure]]:
+    def __await__(self) -> Generator[Any, None, Results]:
         return self._await_all().__await__()
 
-    async def _await_all(self) -> list[Response | Failure]:
+    async def _await_all(self) -> Results:
         self.display.start()
         try:
             await _engine.run(self._run(), tick=self.display.refresh, interval=_REFRESH_SECONDS)
@@ -149,7 +168,7 @@ class Batch:
             self.display.close()
         return self._complete()
 
-    def run_blocking(self) -> list[Response | Failure]:
+    def run_blocking(self) -> Results:
         """Run the batch while this thread blocks (``LLM.map``); same results as awaiting it."""
         self.display.start()
         try:
@@ -202,9 +221,9 @@ class Batch:
             results=self.results,
         ) from error
 
-    def _complete(self) -> list[Response | Failure]:
+    def _complete(self) -> Results:
         self._keep()
-        return self.results  # type: ignore[return-value]
+        return Results(self.results, schema=self.schema, model=self.runner.model)
 
     def _keep(self) -> None:
         if self.on_results is not None:

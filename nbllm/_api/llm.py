@@ -5,6 +5,7 @@
     async for chunk in llm.astream("Write me a 1 verse song about sparkling water."):
         print(chunk, end="|", flush=True)
     results = await llm.amap(prompts)
+    r = llm.invoke(prompt, schema=Result)       # r.parsed: a validated Result (re-asked until it fits)
 
 Single calls go through ``self.runner`` (a ``CallRunner``: cache lookup → key lease → request → stream →
 store), batches through ``Batch`` on the same runner. Every call runs on the engine loop; the async
@@ -28,6 +29,7 @@ from .._store import Store
 from .._types import LLMResult, MessagesInput, Response, StreamEvent
 from .batch import Batch
 from .provider_batch import ProviderBatchRun
+from .results import Results
 
 __all__ = ["LLM"]
 
@@ -40,6 +42,9 @@ class LLM(LLMSettings):
     ``pool=KeyPool(...)``, or (default) the environment / ``.env`` — and the embedded simulator if none.
     ``store``: a path or Store to record every answer to, ``False`` for none (default: the shared store).
     ``cache``: read answers back from the store (default: only in batches, see ``amap``).
+    ``schema``: a Pydantic model class or a JSON Schema dict; every answer is then parsed and validated
+    into ``Response.parsed``, and re-asked with the errors up to ``max_reasks`` times (default 2). Both
+    are also accepted per call: ``invoke(prompt, schema=Result)``, ``amap(prompts, schema=Result)``…
     Extra keyword arguments are sent to the provider as they are (``top_p=…``, ``seed=…``…).
     """
 
@@ -66,7 +71,11 @@ class LLM(LLMSettings):
 
     # ---- single calls -------------------------------------------------------------------------------
     async def ainvoke(self, prompt: MessagesInput, *, cache: bool | None = None, **overrides: Any) -> Response:
-        """Ask once and return the finished Response (text, usage, model, finish_reason, latency)."""
+        """Ask once and return the finished Response (text, usage, model, finish_reason, latency).
+
+        With ``schema=`` (here or on the LLM): ``.parsed`` holds the validated answer; an answer that
+        never fits raises ``StructuredOutputError`` (with every raw answer in ``.attempts``).
+        """
         return await self.runner.ainvoke(prompt, cache=cache, overrides=overrides)
 
     def invoke(self, prompt: MessagesInput, *, cache: bool | None = None, **overrides: Any) -> Response:
@@ -77,6 +86,7 @@ class LLM(LLMSettings):
 
     async def astream(self, prompt: MessagesInput, *, cache: bool | None = None, **overrides: Any) -> AsyncIterator[str]:
         """Yield the answer's text chunks as they arrive (a cached answer comes as one chunk)."""
+        self._refuse_schema(overrides, "astream")
         async for item in self.runner.events(prompt, stream=True, cache=cache, overrides=overrides):
             if isinstance(item, str):
                 yield item
@@ -89,6 +99,7 @@ class LLM(LLMSettings):
 
     async def astream_events(self, prompt: MessagesInput, version: str = "v1", **overrides: Any) -> AsyncIterator[StreamEvent]:
         """``on_llm_start``, one ``on_llm_stream`` per chunk, then ``on_llm_end`` (or ``on_llm_error``)."""
+        self._refuse_schema(overrides, "astream_events")
         run_id, name = str(uuid.uuid4()), "nbllm.LLM"
         cache = overrides.pop("cache", None)
         yield StreamEvent("on_llm_start", name, {"input": prompt}, run_id)
@@ -101,6 +112,13 @@ class LLM(LLMSettings):
         except Exception as error:
             yield StreamEvent("on_llm_error", name, {"error": error}, run_id)
             raise
+
+    def _refuse_schema(self, overrides: dict[str, Any], method: str) -> None:
+        if overrides.get("schema", self.schema) is not None:
+            raise ConfigurationError(
+                f"{method}() streams raw text, which a structured answer cannot promise: an answer that fails "
+                "validation is re-asked. Use invoke()/ainvoke() or amap() with schema=, or pass schema=None."
+            )
 
     def panel(self, **kwargs: Any) -> Any:
         """A PromptPanel widget that sends its prompts through this LLM (its keys, limits and store)."""
@@ -115,13 +133,17 @@ class LLM(LLMSettings):
         """Run many prompts; ``await`` the result for a list in input order, or ``async for i, r in ...``.
 
         Every answer is stored as it finishes; with ``cache`` (default on for batches) a rerun sends only
-        what is missing. A failed item is a ``Failure`` in the list, not an exception.
+        what is missing. A failed item is a ``Failure`` in the list, not an exception. The awaited list is
+        a ``Results``: ``.to_dataframe()`` and ``.summary()``. With ``schema=`` every item is parsed and
+        validated (``.parsed``), re-asked up to ``max_reasks`` times; a stored answer is judged again
+        offline, so a rerun with a changed schema re-asks only what no longer fits.
 
         ``mode="batch"`` sends them through the provider's batch API instead: half the price, answers
         within 24 hours, the same results. A rerun after an interrupt, a kernel restart or ``kill -9``
         re-attaches to the batches already submitted. Errored and expired items go into a follow-up
         batch, or online with ``fallback="online"``; ``batch_api=BatchAPIOptions(...)`` sets limits,
-        rounds and polling.
+        rounds and polling. With a schema, answers that do not fit are repaired online (a provider
+        batch cannot re-ask).
         """
         if concurrency is not None and concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}.")
@@ -137,8 +159,8 @@ class LLM(LLMSettings):
 
     def map(self, prompts: Sequence[MessagesInput], *, cache: bool | None = None, progress: str | None = None,
             concurrency: int | None = None, mode: str = "online", fallback: str | None = None,
-            batch_api: BatchAPIOptions | None = None, **overrides: Any) -> list[Response | Any]:
-        """Blocking ``amap``: returns the list of results in input order."""
+            batch_api: BatchAPIOptions | None = None, **overrides: Any) -> Results:
+        """Blocking ``amap``: returns the list of results in input order (a ``Results``)."""
         return self.amap(prompts, cache=cache, progress=progress, concurrency=concurrency, mode=mode,
                          fallback=fallback, batch_api=batch_api, **overrides).run_blocking()
 

@@ -8,19 +8,20 @@ answered by provider batches instead of one request each. Answers already in the
 prompts that an earlier run (interrupted, restarted, killed) already submitted are re-attached through
 the job record; the rest go out as new batches. Errored and expired items go into a follow-up batch,
 up to ``max_rounds`` batches per item, or online at once with ``fallback="online"``. Every answer is
-checked by ``check_answer`` — the one place where structured-output validation plugs in: an answer it
-rejects is repaired online, since a batch cannot re-ask.
+checked by ``check_answer``: with ``schema=`` it is judged like a stored answer, and one that does not
+fit is repaired online — re-asked from the batch's answer, since a batch cannot re-ask.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._batchapi import BATCH_PRICE_FACTOR, BatchAPIOptions, BatchItem, Counts, LineOutcome, ProviderBatchJob
-from .._call import CallRunner, PreparedCall
+from .._call import CallRunner, PreparedCall, accept_answer
 from .._exceptions import ConfigurationError
 from .._progress import BatchProgress, ProgressDisplay
 from .._store import Store
@@ -35,8 +36,8 @@ AnswerCheck = Callable[[PreparedCall, Response], Response | None]
 
 
 def keep_answer(call: PreparedCall, response: Response) -> Response | None:
-    """The default check: every answer stands (schema validation replaces it when a schema is given)."""
-    return response
+    """The default check: an answer stands; with a schema only if it parses and validates."""
+    return response if call.schema is None else accept_answer(call, response)
 
 
 class ProviderBatchRun(Batch):
@@ -57,7 +58,8 @@ class ProviderBatchRun(Batch):
         super().__init__(runner, prompts, cache=cache, progress=progress, concurrency=concurrency,
                          streaming=False, overrides=overrides, on_results=on_results)
         self.fallback, self.options, self.check_answer = fallback, options or BatchAPIOptions(), check_answer
-        self.progress = BatchProgress(len(self.prompts), model=runner.model, cost_factor=BATCH_PRICE_FACTOR)
+        self.progress = BatchProgress(len(self.prompts), model=runner.model, cost_factor=BATCH_PRICE_FACTOR,
+                                      structured=self.schema is not None)
         self.display = ProgressDisplay(self.progress, None, mode=progress, desc="nbllm batch API")
 
     def __repr__(self) -> str:
@@ -101,7 +103,8 @@ class ProviderBatchRun(Batch):
                 elif outcome.retryable and number < rounds:
                     retry.append(i)
                 else:
-                    self._finish(i, Failure(outcome.error or RuntimeError(outcome.fate), self.prompts[i], number), emit)
+                    self._finish(i, Failure(outcome.error or RuntimeError(outcome.fate), self.prompts[i],
+                                             batch_rounds=number), emit)
             todo = retry
         return online
 
@@ -110,8 +113,11 @@ class ProviderBatchRun(Batch):
         """An answer arrived from a batch: keep it, or send the item online when the check rejects it."""
         if outcome.response is None or self.results[item.index] is not None:
             return
-        kept = self.check_answer(calls[item.index], outcome.response)
+        call = calls[item.index]
+        kept = self.check_answer(call, outcome.response)
         if kept is None:
+            if call.schema is not None:  # re-ask from the batch's answer: one request saved per repair
+                calls[item.index] = dataclasses.replace(call, previous=outcome.response)
             online[item.index] = None
         else:
             self._finish(item.index, kept, emit)

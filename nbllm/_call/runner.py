@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +28,14 @@ from .._callbacks import dispatch, wants_tokens
 from .._client import CallSpec, run_call
 from .._keys import KeyPool
 from .._store import Store, request_fingerprint
+from .._structured import as_schema
 from .._types import LLMResult, MessagesInput, Response, normalize_messages
+from .prepared import PreparedCall
 from .route import Route, resolve_route, resolve_store
 from .settings import LLMSettings
+from .structured import answer_structured
 
 __all__ = ["CallRunner", "PreparedCall"]
-
-
-@dataclass(frozen=True)
-class PreparedCall:
-    """A call ready to send: the spec, and its fingerprint in the store (None when nothing is stored)."""
-
-    spec: CallSpec
-    fingerprint: str | None = None
-
-    def stored_request(self) -> dict[str, Any]:
-        """What the store records about the request (never a key)."""
-        spec = self.spec
-        params = spec.extra | {"temperature": spec.temperature, "max_tokens": spec.max_tokens}
-        return {"model": spec.model, "messages": spec.messages, "params": params}
 
 
 class CallRunner:
@@ -96,9 +84,13 @@ class CallRunner:
         """The spec for ``prompt`` with ``overrides`` of the settings, and its store fingerprint.
 
         ``sample`` tells apart identical prompts of one batch. ``fingerprint``: whether to compute one
-        (default: if answers are stored); a batch decides once for all its prompts.
+        (default: if answers are stored); a batch decides once for all its prompts. ``schema`` and
+        ``max_reasks`` (overrides or settings) make it a structured call; they are not part of the
+        fingerprint, so the store's raw answers serve any schema (docs/ARCHITECTURE.md, "Structured answers").
         """
         settings, overrides = self.settings, dict(overrides or {})
+        schema = overrides.pop("schema", settings.schema)
+        max_reasks = overrides.pop("max_reasks", settings.max_reasks)
         stop = overrides.pop("stop", settings.stop)
         spec = CallSpec(
             model=self.model,
@@ -111,7 +103,8 @@ class CallRunner:
         )
         if fingerprint is None:
             fingerprint = self.store is not None
-        return PreparedCall(spec, self._fingerprint(spec, sample) if fingerprint else None)
+        return PreparedCall(spec, self._fingerprint(spec, sample) if fingerprint else None,
+                            None if schema is None else as_schema(schema), max_reasks)
 
     def _fingerprint(self, spec: CallSpec, sample: int) -> str:
         route = self.route
@@ -126,8 +119,13 @@ class CallRunner:
                       index: int | None = None, deliver_text: bool = True) -> AsyncIterator[str | Response]:
         """On the engine loop: answer from the cache, or send the call and record its outcome.
 
-        Yields text deltas as they arrive (unless ``deliver_text=False``), then the ``Response``.
+        Yields text deltas as they arrive (unless ``deliver_text=False``), then the ``Response``. A
+        structured call yields only its validated Response: an answer that may still be re-asked is not
+        shown as it streams (docs/ARCHITECTURE.md, "Structured answers").
         """
+        if call.schema is not None:
+            yield await answer_structured(self, call, cache=cache, batch=batch, index=index)
+            return
         store = self.store if call.fingerprint is not None else None
         if store is not None and cache:
             hit = store.lookup(call.fingerprint)  # type: ignore[arg-type]

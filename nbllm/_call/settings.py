@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .._client import RetryPolicy, Timeouts
 from .._exceptions import ConfigurationError
 from .._keys import ApiKey, KeyPool, KeySpec
+from .._structured import as_schema
 
 if TYPE_CHECKING:
     from .._store import Store
@@ -52,8 +53,14 @@ class LLMSettings:
         cache: bool | None = None,
         progress: str = "auto",
         auth_header: str = "bearer",
+        schema: Any = None,
+        max_reasks: int = 2,
         **model_kwargs: Any,
     ) -> None:
+        if max_reasks < 0:
+            raise ConfigurationError(f"max_reasks must be 0 or more, got {max_reasks}.")
+        if schema is not None:
+            as_schema(schema)  # a wrong schema= fails here, not on the first call
         if sum(x is not None for x in (api_key, keys, pool)) > 1:
             raise ConfigurationError("Give keys one way: api_key=, keys=[...] or pool=KeyPool(...).")
         if concurrency < 1:
@@ -67,6 +74,8 @@ class LLMSettings:
         self.retry = RetryPolicy() if max_retries is None else RetryPolicy(max_retries=max_retries)
         self.auth_header, self.model_kwargs = auth_header, model_kwargs
         self.store_setting = store
+        # schema=: every answer parsed and validated, re-asked up to max_reasks times (nbllm._call.structured)
+        self.schema, self.max_reasks = schema, max_reasks
         self.explicit_pool = pool or _pool_from(api_key, keys, base_url, auth_header)
 
     def settings_for(self, model: str) -> LLMSettings:
@@ -84,7 +93,7 @@ class LLMSettings:
 # every attribute __init__ sets: what a copy for another model carries over
 _FIELDS = ("model", "provider", "base_url", "system", "temperature", "max_tokens", "stop", "streaming",
            "callbacks", "concurrency", "cache", "progress", "timeouts", "retry", "auth_header",
-           "model_kwargs", "store_setting", "explicit_pool")
+           "model_kwargs", "store_setting", "explicit_pool", "schema", "max_reasks")
 
 
 def _pool_from(api_key: str | None, keys: Sequence[KeySpec] | None, base_url: str | None,

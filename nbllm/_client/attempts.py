@@ -252,9 +252,10 @@ def _transport_error(error: TransportBroken, attempt: _Attempt) -> NbllmError:
 
 def _response(attempt: _Attempt, spec: CallSpec, lease: Lease, provider: Provider) -> Response:
     state, now = attempt.state, time.perf_counter()
-    usage = state.usage if state.usage.total_tokens else Usage(spec.estimated_prompt_tokens(), len(state.text_parts))
+    pieces = len(state.text_parts) or len(state.tool_parts)
+    usage = state.usage if state.usage.total_tokens else Usage(spec.estimated_prompt_tokens(), pieces)
     return Response(
-        text=state.text,
+        text=state.answer,
         usage=usage,
         model=state.model or spec.model,
         finish_reason=state.finish_reason,

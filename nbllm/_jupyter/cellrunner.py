@@ -4,7 +4,11 @@
 into a ``LiveRenderer`` on the caller's loop — the kernel loop when the cell became a top-level await,
 the engine loop when it goes through ``run_blocking`` (autoawait off, or the ``%llm`` line form).
 
-What a cell leaves behind: the rendered answer; ``-o NAME`` bound to the ``Response``; with ``--chat``
+With ``--schema`` the answer is not streamed (an answer that fails validation is re-asked, so its text
+is not final): the cell shows a placeholder, then the parsed object as JSON — or, when no answer fit,
+the last raw answer and the error.
+
+What a cell leaves behind: the rendered answer; ``-o NAME`` bound to the ``Response`` (``.parsed``); with ``--chat``
 the exchange appended to the conversation; with ``-f code`` the code offered as the next cell. An
 ``NbllmError`` becomes a short red message under the partial text. An interrupt keeps the partial text,
 binds ``-o NAME`` to a Response with that text and ``finish_reason="interrupted"``, and re-raises.
@@ -13,6 +17,7 @@ binds ``-o NAME`` to a Response with that text and ``finish_reason="interrupted"
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
@@ -22,7 +27,8 @@ from typing import Any, TypeVar
 
 from .. import _engine
 from .._call import CallRunner, LLMSettings
-from .._exceptions import ConfigurationError, NbllmError
+from .._exceptions import ConfigurationError, NbllmError, StructuredOutputError
+from .._structured import as_schema
 from .._types import Message, Response
 from .render import LiveRenderer, error_bundle, extract_code
 
@@ -58,6 +64,7 @@ class CellRequest:
     chat: bool = False
     refresh_hz: float = 10.0
     overrides: dict[str, Any] = field(default_factory=dict)  # system / temperature / max_tokens
+    schema: Any = None  # --schema: a Pydantic model class or a JSON Schema dict
 
 
 # One runner per (model, base_url, key) so every cell with the same settings shares one pool and its limits.
@@ -131,11 +138,25 @@ class CellRunner:
 async def _generate(runner: CallRunner, prompt: str | list[Message], request: CellRequest,
                     view: LiveRenderer) -> Response:
     """Feed the answer into ``view`` (token by token unless ``--no-stream``) and return the Response."""
+    if request.schema is not None:
+        return await _structured(runner, prompt, request, view)
     if not request.stream:
         response = await runner.ainvoke(prompt, overrides=request.overrides)
         view.append(response.text)
         return response
     return await runner.astream_into(prompt, view.append, overrides=request.overrides)
+
+
+async def _structured(runner: CallRunner, prompt: str | list[Message], request: CellRequest,
+                      view: LiveRenderer) -> Response:
+    """A ``--schema`` answer: validated (and re-asked) first, then shown as the parsed object."""
+    try:
+        response = await runner.ainvoke(prompt, overrides={**request.overrides, "schema": request.schema})
+    except StructuredOutputError as error:
+        view.append(error.text)  # what the model last said stays above the error
+        raise
+    view.append(json.dumps(as_schema(request.schema).dump(response.parsed), indent=2, ensure_ascii=False))
+    return response
 
 
 def _show(data: dict[str, Any]) -> None:

@@ -5,6 +5,10 @@
 Return the result as JSON: {"expression": "{question}", "result": ?}
 ```
 
+``%%llm --schema Result -o ans`` (``Result`` a Pydantic model class or a JSON Schema dict in the
+notebook) validates the answer, re-asks until it fits, and renders the parsed object as JSON; ``ans`` is
+the Response and ``ans.parsed`` the object.
+
 A ``%%llm`` cell becomes a top-level ``await __nbllm_cell__(line, body)`` through an input transformer
 (``docs/ARCHITECTURE.md``, "Magics as top-level await"): the answer streams on the kernel loop itself,
 so widget clicks still arrive, "Run All" keeps its order and an interrupt stops the answer. A magic
@@ -35,6 +39,7 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
 
 from .._call import CallRunner
 from .._exceptions import ConfigurationError
+from .._structured import as_schema
 from .cellrunner import (
     CellRequest,
     CellRunner,
@@ -146,6 +151,8 @@ class NbllmMagics(Magics):
     @argument("-c", "--chat", action="store_true", help="Continue the conversation of earlier --chat cells.")
     @argument("--reset", action="store_true", help="Start a new conversation first.")
     @argument("--no-interpolate", action="store_true", help="Send {braces} as written, fill nothing.")
+    @argument("--schema", metavar="NAME", help="A Pydantic model class or JSON Schema dict in your namespace: the "
+              "answer is validated (re-asked until it fits) and shown as JSON; -o gets the Response, .parsed the object.")
     @line_cell_magic
     def llm(self, line: str, cell: str | None = None) -> Any:
         """Ask a model; the answer streams into the cell. ``{name}`` / ``{expr}`` are filled from your variables.
@@ -208,14 +215,27 @@ class NbllmMagics(Magics):
         prompt = body if args.no_interpolate else interpolate(body, self.shell.user_ns)
         if not prompt.strip():
             raise UsageError("The %%llm cell has no prompt: write it below the %%llm line.")
+        schema = self._schema(args.schema)
         request = CellRequest(
-            prompt, fmt=args.format or self.format, output=args.output, chat=args.chat,
+            prompt, fmt=args.format or ("json" if schema is not None else self.format), output=args.output,
+            chat=args.chat, schema=schema,
             stream=self.stream and not args.no_stream, refresh_hz=self.refresh_hz,
             overrides=_overrides(system=_pick(args.system, self.system),
                                  temperature=_pick(args.temperature, self.temperature),
                                  max_tokens=_pick(args.max_tokens, self.max_tokens)),
         )
         return self.runner.run(self.current_runner(args.model), request)
+
+    def _schema(self, name: str | None) -> Any:
+        """The ``--schema NAME`` object from the user's namespace, checked now (None without the option)."""
+        if name is None:
+            return None
+        if name not in self.shell.user_ns:
+            raise UsageError(f"--schema {name}: no variable {name!r} here; define a Pydantic model class or a "
+                             "JSON Schema dict first.")
+        schema = self.shell.user_ns[name]
+        as_schema(schema)  # a ConfigurationError (not a model, not a schema) becomes a UsageError
+        return schema
 
     def current_runner(self, model: str | None = None) -> CallRunner:
         """The cached call runner for the current settings (``model`` overrides the configured one)."""

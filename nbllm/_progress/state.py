@@ -38,13 +38,13 @@ class BatchProgress:
     """Counters and recent rates of one batch; fed by ``item_done``, read by the displays."""
 
     __slots__ = (
-        "total", "model", "done", "ok", "failed", "cached", "prompt_tokens", "completion_tokens",
-        "by_key", "_clock", "_start", "_window", "_window_tokens", "cost_factor", "provider_counts",
-        "provider_waiting",
+        "total", "model", "done", "ok", "failed", "cached", "repaired", "structured", "prompt_tokens",
+        "completion_tokens", "by_key", "_clock", "_start", "_window", "_window_tokens", "cost_factor",
+        "provider_counts", "provider_waiting",
     )
 
     def __init__(self, total: int, model: str = "", clock: Callable[[], float] = time.monotonic,
-                 cost_factor: float = 1.0) -> None:
+                 cost_factor: float = 1.0, structured: bool = False) -> None:
         self.total = total
         self.model = model
         # share of the list price paid (a provider batch pays half)
@@ -54,6 +54,8 @@ class BatchProgress:
         # items the provider has finished whose results nbllm has not collected yet
         self.provider_waiting = 0
         self.done = self.ok = self.failed = self.cached = 0
+        # with schema=: ok items that needed a re-ask; the line then reads valid first time / repaired / failed
+        self.repaired, self.structured = 0, structured
         # tokens actually spent; cached answers cost nothing and are not counted
         self.prompt_tokens = self.completion_tokens = 0
         # key alias -> items finished through that key
@@ -77,12 +79,14 @@ class BatchProgress:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         key_alias: str | None = None,
+        repaired: bool = False,
     ) -> None:
-        """Count one finished item (answered, failed, or served from the store)."""
+        """Count one finished item (answered, failed, or served from the store; ``repaired``: re-asked)."""
         now = self._clock()
         self.done += 1
         if ok:
             self.ok += 1
+            self.repaired += repaired
         else:
             self.failed += 1
         if key_alias is not None:
@@ -161,11 +165,18 @@ class BatchProgress:
         counts = self.provider_counts or {}
         return " · ".join(f"{label} {format_count(counts.get(name, 0))}" for name, label in _PROVIDER_LABELS)
 
+    def _outcomes(self) -> str:
+        """``✓ok ✗failed ⟲cached``; with a schema ``✓valid first time ✎repaired ✗failed ⟲cached``."""
+        if self.structured:
+            valid = f"✓{format_count(self.ok - self.repaired)} ✎{format_count(self.repaired)}"
+        else:
+            valid = f"✓{format_count(self.ok)}"
+        return f"{valid} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}"
+
     def format_line(self) -> str:
         """``"1 234/10 000 ✓1 230 ✗4 ⟲0 · 812 req/min · 95.3k tok/min · $0.041 · ETA 10:51"``."""
         parts = [
-            f"{format_count(self.done)}/{format_count(self.total)} "
-            f"✓{format_count(self.ok)} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}",
+            f"{format_count(self.done)}/{format_count(self.total)} {self._outcomes()}",
         ]
         if self.provider_counts is not None:
             parts.append(f"batch: {self._provider_text()}")
@@ -180,7 +191,8 @@ class BatchProgress:
 
     def format_dict(self) -> dict[str, Any]:
         """The same numbers as ``format_line``, for ``tqdm.set_postfix`` (done/total is the bar's)."""
-        out: dict[str, Any] = {"ok": self.ok, "failed": self.failed, "cached": self.cached}
+        out: dict[str, Any] = {"ok": self.ok - self.repaired, "repaired": self.repaired} if self.structured else {"ok": self.ok}
+        out.update({"failed": self.failed, "cached": self.cached})
         if self.provider_counts is not None:
             out["batch"] = self._provider_text()
         else:
@@ -198,7 +210,7 @@ class BatchProgress:
         elapsed = self.elapsed
         parts = [
             f"{format_count(self.done)}/{format_count(self.total)} done in {format_duration(elapsed)}",
-            f"✓{format_count(self.ok)} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}",
+            self._outcomes(),
             f"{format_tokens(self.tokens)} tokens",
         ]
         cost = self.cost

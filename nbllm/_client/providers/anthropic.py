@@ -12,6 +12,7 @@ from .base import (
     CallSpec,
     Completion,
     HttpRequest,
+    OutputFormat,
     Provider,
     StreamState,
     error_for_status,
@@ -58,6 +59,8 @@ class AnthropicProvider(Provider):
             body["stop_sequences"] = spec.stop
         if spec.stream:
             body["stream"] = True
+        if spec.output is not None:
+            body.update(_forced_tool(spec.output))
         body.update(spec.extra)
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
         if api_key:
@@ -68,7 +71,10 @@ class AnthropicProvider(Provider):
         return HttpRequest(f"{self.base_url}/v1/messages", headers, body)
 
     def parse_completion(self, body: Mapping[str, Any]) -> Completion:
-        text = "".join(b.get("text", "") for b in body.get("content") or () if b.get("type") == "text")
+        blocks = body.get("content") or ()
+        text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+        if not text:  # a tool call and no text (a forced tool): the tool's input is the answer
+            text = "".join(json.dumps(b.get("input"), ensure_ascii=False) for b in blocks if b.get("type") == "tool_use")
         usage = body.get("usage") or {}
         return Completion(
             text=text,
@@ -104,7 +110,16 @@ def _on_block_delta(provider: AnthropicProvider, state: StreamState, payload: di
     if delta.get("type") == "text_delta" and delta.get("text"):
         state.text_parts.append(delta["text"])
         return delta["text"]
-    return None  # thinking, signature, tool-input JSON and citations are not answer text
+    if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+        state.tool_parts.append(delta["partial_json"])  # the answer when there is no text (StreamState.answer)
+    return None  # thinking, signature and citations are not answer text; tool input is not shown as it streams
+
+
+def _forced_tool(output: OutputFormat) -> dict[str, Any]:
+    """Anthropic's structured answer: one tool whose input is the answer, and the model made to call it."""
+    tool = {"name": output.name, "description": "Record the answer, in exactly this structure.",
+            "input_schema": output.schema}
+    return {"tools": [tool], "tool_choice": {"type": "tool", "name": output.name}}
 
 
 def _on_message_delta(provider: AnthropicProvider, state: StreamState, payload: dict) -> None:

@@ -23,12 +23,28 @@ from ..._exceptions import (
 from ..._secrets import redact
 from ..._types import Message, Usage
 
-__all__ = ["CallSpec", "Completion", "HttpRequest", "Provider", "StreamState", "error_for_status"]
+__all__ = ["CallSpec", "Completion", "HttpRequest", "OutputFormat", "Provider", "StreamState", "error_for_status"]
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """The JSON shape an answer must take, as the wire formats ask for it.
+
+    OpenAI-compatible: ``response_format`` ``json_schema`` with ``strict_schema`` and ``"strict": true``
+    when the schema has a strict form, else ``schema`` with ``"strict": false``; nothing at all when
+    ``native`` is False (the server refused ``response_format``: the instructions are in the prompt).
+    Anthropic: one tool named ``name`` with ``schema`` as its input schema, forced by ``tool_choice``.
+    """
+
+    name: str
+    schema: dict[str, Any]
+    strict_schema: dict[str, Any] | None = None
+    native: bool = True
 
 
 @dataclass
 class CallSpec:
-    """Everything about one call except the key: what to ask and how."""
+    """Everything about one call except the key: what to ask and how (``output``: a JSON shape, if any)."""
 
     model: str
     messages: list[Message]
@@ -37,6 +53,7 @@ class CallSpec:
     stop: list[str] | None = None
     stream: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    output: OutputFormat | None = None
 
     def estimated_prompt_tokens(self) -> int:
         """A cheap upper-ish estimate (4 characters a token) used for TPM budgeting before sending."""
@@ -71,17 +88,27 @@ class Completion:
 
 @dataclass
 class StreamState:
-    """What a stream has delivered so far; ``complete`` only once the provider said it finished."""
+    """What a stream has delivered so far; ``complete`` only once the provider said it finished.
+
+    ``tool_parts`` collects the input JSON of a tool call (Anthropic ``input_json_delta``): it is the
+    answer when the model answered with a tool call and no text, as a forced tool makes it.
+    """
 
     text_parts: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     model: str = ""
     complete: bool = False
+    tool_parts: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         return "".join(self.text_parts)
+
+    @property
+    def answer(self) -> str:
+        """The answer's text: the text, or a tool call's input JSON when there is no text."""
+        return self.text or "".join(self.tool_parts)
 
 
 class Provider(abc.ABC):

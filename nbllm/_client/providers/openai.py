@@ -11,6 +11,7 @@ from .base import (
     CallSpec,
     Completion,
     HttpRequest,
+    OutputFormat,
     Provider,
     StreamState,
     error_for_status,
@@ -37,6 +38,8 @@ class OpenAIProvider(Provider):
             body["stream"] = True
             # the last chunk then carries usage; without it a streamed call has no token counts
             body["stream_options"] = {"include_usage": True}
+        if spec.output is not None and spec.output.native:
+            body["response_format"] = _response_format(spec.output)
         body.update(spec.extra)
         headers = {"content-type": "application/json", "accept": "text/event-stream" if spec.stream else "application/json"}
         if api_key:
@@ -47,7 +50,8 @@ class OpenAIProvider(Provider):
         choices = body.get("choices") or [{}]
         message = choices[0].get("message") or {}
         return Completion(
-            text=message.get("content") or "",
+            # a structured-outputs refusal has no content: the refusal is the answer (and will not parse)
+            text=message.get("content") or message.get("refusal") or "",
             usage=_usage(body.get("usage")),
             finish_reason=choices[0].get("finish_reason"),
             model=body.get("model", ""),
@@ -86,6 +90,13 @@ class OpenAIProvider(Provider):
         if isinstance(error, str):  # some compatible servers (Ollama, llama.cpp) send a bare string
             return "", error
         return "", ""
+
+
+def _response_format(output: OutputFormat) -> dict[str, Any]:
+    """Structured outputs: the strict form of the schema when it has one (constrained decoding)."""
+    strict = output.strict_schema is not None
+    schema = output.strict_schema if strict else output.schema
+    return {"type": "json_schema", "json_schema": {"name": output.name, "schema": schema, "strict": strict}}
 
 
 def _usage(raw: Mapping[str, Any] | None) -> Usage:
