@@ -1,15 +1,21 @@
 """Small real servers that misbehave, one behaviour per path, and what nbllm does about each.
 
 ``scripted_server`` serves, on a loopback port, a list of canned answers per path, in order (the
-last one repeats). Each test points an ``LLM`` at one path and checks what the user gets.
+last one repeats). A canned answer is a status, headers and a JSON body, or a stream of chunks with
+pauses between them (SSE, a stall, a never-ending line), optionally gzip-compressed. The server keeps
+every request it received (path, headers, body), so a test can also check what was *not* sent. Each
+test points an ``LLM`` at one path and checks what the user gets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
-from collections.abc import Iterator
+import time
+import traceback
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,21 +23,40 @@ import pytest
 from aiohttp import web
 
 import nbllm
+from nbllm._client.providers import AnthropicProvider, OpenAIProvider
 
 OK_BODY = {
     "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
 }
+# the request paths of the two wire formats; a script is registered under the base path in front of them
+WIRE_SUFFIXES = ("/chat/completions", "/v1/messages")
 
 
 @dataclass
 class Canned:
-    """One answer of a scripted server."""
+    """One answer of a scripted server.
+
+    ``body`` is sent as JSON (bytes or str as they are). With ``chunks`` the answer is streamed instead:
+    each str/bytes item is written and flushed on its own, a number pauses that many seconds. ``gzip``
+    compresses the body or the stream.
+    """
 
     status: int = 200
     body: Any = field(default_factory=lambda: OK_BODY)
     headers: dict[str, str] = field(default_factory=dict)
+    chunks: Sequence[str | bytes | float] | None = None
+    gzip: bool = False
+
+
+@dataclass
+class Seen:
+    """A request the server received."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
 
 class ScriptedServer:
@@ -40,7 +65,7 @@ class ScriptedServer:
     def __init__(self) -> None:
         self.scripts: dict[str, list[Canned]] = {}
         self.hits: dict[str, int] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
+        self.requests: list[Seen] = []
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._main, daemon=True)
@@ -52,22 +77,32 @@ class ScriptedServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
+    def bodies(self, path: str) -> list[dict]:
+        """The JSON bodies of the requests to ``path`` (a base path, as scripted), in arrival order."""
+        return [json.loads(seen.body) for seen in self.requests if _base_path(seen.path) == path]
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        self.requests.append((path, dict(request.headers)))
-        answers = self.scripts.get(path.removesuffix("/chat/completions"), [Canned(404, {"error": "no script"})])
+        self.requests.append(Seen(path, dict(request.headers), await request.read()))
+        answers = self.scripts.get(_base_path(path), [Canned(404, {"error": "no script"})])
         n = self.hits.get(path, 0)
         self.hits[path] = n + 1
         canned = answers[min(n, len(answers) - 1)]
+        if canned.chunks is not None:
+            return await _stream(request, canned)
         body = canned.body if isinstance(canned.body, (bytes, str)) else json.dumps(canned.body)
         headers = {"content-type": "application/json", **canned.headers}
+        if canned.gzip:
+            body = gzip.compress(body.encode() if isinstance(body, str) else body)
+            headers["content-encoding"] = "gzip"
         return web.Response(status=canned.status, body=body, headers=headers)
 
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app)
+        # stalled answers are cut off when the test ends, not waited for
+        runner = self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())
@@ -81,7 +116,29 @@ class ScriptedServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def _base_path(path: str) -> str:
+    for suffix in WIRE_SUFFIXES:
+        if path.endswith(suffix):
+            return path.removesuffix(suffix)
+    return path
+
+
+async def _stream(request: web.Request, canned: Canned) -> web.StreamResponse:
+    response = web.StreamResponse(status=canned.status, headers={"content-type": "text/event-stream", **canned.headers})
+    if canned.gzip:
+        response.enable_compression(web.ContentCoding.gzip)
+    await response.prepare(request)
+    for chunk in canned.chunks or ():
+        if isinstance(chunk, (int, float)):
+            await asyncio.sleep(chunk)
+        else:
+            await response.write(chunk.encode() if isinstance(chunk, str) else chunk)
+    await response.write_eof()
+    return response
 
 
 @pytest.fixture
@@ -90,9 +147,62 @@ def scripted_server() -> Iterator[ScriptedServer]:
         yield server
 
 
+@pytest.fixture
+def second_server() -> Iterator[ScriptedServer]:
+    """Another host (another port), e.g. where a redirect points."""
+    with ScriptedServer() as server:
+        yield server
+
+
+# ---- wire-format helpers ---------------------------------------------------------------------------
+
+def sse(data: Any, event: str | None = None) -> str:
+    """One SSE event; ``data`` is JSON-encoded unless it is already a string."""
+    text = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
+
+
+def openai_chunk(text: str | None = None, finish: str | None = None, **extra: Any) -> dict:
+    delta = {} if text is None else {"content": text}
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+
+OPENAI_USAGE = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini", "choices": [],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+
+
+def openai_stream(*texts: str, done: bool = True) -> list[str]:
+    """A whole OpenAI stream of ``texts`` (with a usage chunk and ``[DONE]`` unless ``done=False``)."""
+    chunks = [sse(openai_chunk(t)) for t in texts] + [sse(openai_chunk(finish="stop")), sse(OPENAI_USAGE)]
+    return chunks + ([sse("[DONE]")] if done else [])
+
+
+def anthropic_events(*texts: str) -> list[tuple[str, dict]]:
+    start = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                                  "model": "claude-x", "content": [],
+                                                  "usage": {"input_tokens": 3, "output_tokens": 1}}}
+    events = [("message_start", start),
+              ("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "text", "text": ""}})]
+    events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                         "delta": {"type": "text_delta", "text": t}}) for t in texts]
+    events += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+               ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                  "usage": {"output_tokens": 2}}),
+               ("message_stop", {"type": "message_stop"})]
+    return events
+
+
+def anthropic_stream(*texts: str) -> list[str]:
+    return [sse(data, event) for event, data in anthropic_events(*texts)]
+
+
 def fast_retry_llm(base_url: str, **kw: Any) -> nbllm.LLM:
-    llm = nbllm.LLM("openai:gpt-4o-mini", base_url=base_url, api_key="sk-hostile-test-0001", store=False, **kw)
-    llm.retry = nbllm.RetryPolicy(initial_delay=0.01, max_delay=0.02)
+    if "keys" not in kw and "pool" not in kw:
+        kw.setdefault("api_key", "sk-hostile-test-0001")
+    llm = nbllm.LLM(kw.pop("model", "openai:gpt-4o-mini"), base_url=base_url, store=kw.pop("store", False), **kw)
+    llm.retry = nbllm.RetryPolicy(max_retries=llm.retry.max_retries, initial_delay=0.01, max_delay=0.02)
     return llm
 
 
@@ -121,3 +231,105 @@ def test_one_retry_rule_for_error_answers(scripted_server: ScriptedServer, first
             llm.invoke("hi")
         assert caught.value.status == first.status
         assert scripted_server.hits["/v1/chat/completions"] == 1
+
+
+# ---- what already behaved well: kept as regression tests --------------------------------------------
+
+def test_html_502_is_retried_then_a_server_error(scripted_server: ScriptedServer) -> None:
+    html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    url = scripted_server.script("/v1", [Canned(502, html, {"content-type": "text/html"})])
+    with pytest.raises(nbllm.ServerError, match="502") as caught:
+        fast_retry_llm(url, max_retries=2).invoke("hi")
+    assert caught.value.status == 502
+    assert scripted_server.hits["/v1/chat/completions"] == 3
+
+
+def test_a_stall_after_the_first_token_hits_the_idle_timeout(scripted_server: ScriptedServer) -> None:
+    url = scripted_server.script("/v1", [Canned(chunks=[sse(openai_chunk("first")), 30.0])])
+    llm = fast_retry_llm(url, max_retries=0, timeouts=nbllm.Timeouts(idle=0.3))
+    started = time.monotonic()
+    seen: list[str] = []
+    with pytest.raises(nbllm.StreamInterruptedError, match="idle") as caught:
+        for chunk in llm.stream("hi"):
+            seen.append(chunk)
+    assert time.monotonic() - started < 5
+    assert seen == ["first"] and caught.value.partial_text == "first"
+
+
+def test_a_stream_without_its_terminator_is_interrupted_with_the_partial_text(scripted_server: ScriptedServer) -> None:
+    url = scripted_server.script("/v1", [Canned(chunks=openai_stream("Hello", " there", done=False))])
+    llm = fast_retry_llm(url, max_retries=0)
+    with pytest.raises(nbllm.StreamInterruptedError) as caught:
+        list(llm.stream("hi"))
+    assert caught.value.partial_text == "Hello there"
+
+
+def test_a_401_echoing_the_key_is_redacted(scripted_server: ScriptedServer, tmp_path) -> None:
+    key = "sk-hostile-test-0001"
+    body = {"error": {"message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}
+    url = scripted_server.script("/v1", [Canned(401, body)])
+    llm = fast_retry_llm(url, store=tmp_path / "s.sqlite3")
+    with pytest.raises(nbllm.NoKeyAvailableError, match="key refused") as caught:  # the only key is disabled
+        llm.invoke("hi")
+    shown = "".join(traceback.format_exception(caught.value)) + repr(caught.value) + str(llm.pool.status())
+    assert key not in shown + json.dumps(list(llm.store.rows()))
+    error = OpenAIProvider().error_from_response(401, json.dumps(body))  # the error the key was disabled by
+    assert isinstance(error, nbllm.AuthenticationError)
+    assert key not in str(error) + error.provider_message and "sk-…0001" in error.provider_message
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_gzip_answers_are_decoded(scripted_server: ScriptedServer, streamed: bool) -> None:
+    canned = Canned(chunks=openai_stream("zipped", " answer"), gzip=True) if streamed else Canned(gzip=True)
+    url = scripted_server.script("/v1", [canned])
+    llm = fast_retry_llm(url, streaming=streamed)
+    assert llm.invoke("hi").text == ("zipped answer" if streamed else "fine")
+
+
+def test_a_line_over_one_mebibyte_is_capped(scripted_server: ScriptedServer) -> None:
+    endless = "data: " + "x" * (2 * 1024 * 1024)  # never ends its line
+    url = scripted_server.script("/v1", [Canned(chunks=[sse(openai_chunk("a")), endless, 5.0])])
+    with pytest.raises(nbllm.StreamInterruptedError, match="byte limit") as caught:
+        list(fast_retry_llm(url, max_retries=0).stream("hi"))
+    assert caught.value.partial_text == "a"
+
+
+def test_cancelling_amap_keeps_finished_answers_and_the_rerun_reads_them(scripted_server: ScriptedServer, tmp_path) -> None:
+    fast, slow = Canned(chunks=openai_stream("quick")), Canned(chunks=[10.0, *openai_stream("slow")])
+    url = scripted_server.script("/v1", [fast, fast, fast, slow])
+    llm = fast_retry_llm(url, store=tmp_path / "cancel.sqlite3", streaming=True, concurrency=1)
+    prompts = ["a", "b", "c", "d"]
+
+    async def cancel_after_three() -> None:
+        batch = llm.amap(prompts, progress="none")
+        task = asyncio.ensure_future(batch)
+        while sum(r is not None for r in batch.results) < 3:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the fourth is on the wire, stalled
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_after_three())
+    assert [r.text if r else None for r in llm.last_results] == ["quick", "quick", "quick", None]
+    scripted_server.scripts["/v1"] = [Canned(chunks=openai_stream("later"))]
+    sent_before = len(scripted_server.requests)
+    results = llm.map(prompts, progress="none")
+    assert [r.text for r in results] == ["quick", "quick", "quick", "later"]
+    assert [r.cached for r in results] == [True, True, True, False]
+    assert len(scripted_server.requests) == sent_before + 1
+
+
+def test_a_thousand_concurrent_ainvokes_on_one_key_are_served_in_fifo_order(scripted_server: ScriptedServer) -> None:
+    url = scripted_server.script("/v1", [Canned()])
+    # 1000 requests a second: the first second's burst is granted at once, the rest one by one
+    llm = fast_retry_llm(url, keys=[{"key": "sk-hostile-fifo-0001", "rpm": 60_000}])
+
+    async def all_at_once() -> list[nbllm.Response]:
+        return await asyncio.gather(*(llm.ainvoke(f"p{i:04d}") for i in range(1000)))
+
+    assert all(r.text == "fine" for r in asyncio.run(all_at_once()))
+    order = [int(body["messages"][0]["content"][1:]) for body in scripted_server.bodies("/v1")]
+    assert sorted(order) == list(range(1000))
+    # sent in the order asked; only concurrent sockets may swap neighbours on their way to the server
+    assert max(abs(position - i) for position, i in enumerate(order)) <= 16
