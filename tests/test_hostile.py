@@ -333,3 +333,52 @@ def test_a_thousand_concurrent_ainvokes_on_one_key_are_served_in_fifo_order(scri
     assert sorted(order) == list(range(1000))
     # sent in the order asked; only concurrent sockets may swap neighbours on their way to the server
     assert max(abs(position - i) for position, i in enumerate(order)) <= 16
+
+
+# ---- 1. redirects: never followed, so the key never goes to another host ----------------------------
+
+@pytest.mark.parametrize(
+    ("model", "auth_header", "suffix"),
+    [("openai:gpt-4o-mini", "bearer", "/chat/completions"),
+     ("anthropic:claude-x", "x-api-key", "/v1/messages"),
+     ("anthropic:claude-x", "bearer", "/v1/messages")],
+    ids=["openai-bearer", "anthropic-x-api-key", "anthropic-bearer"],
+)
+@pytest.mark.parametrize("status", [307, 301])
+def test_a_redirect_is_not_followed_and_says_where_to_point_base_url(
+    scripted_server: ScriptedServer, second_server: ScriptedServer, model: str, auth_header: str, suffix: str,
+    status: int,
+) -> None:
+    elsewhere = second_server.script("/moved", [Canned()])
+    url = scripted_server.script("/v1", [Canned(status, "", {"location": elsewhere + suffix})])
+    llm = fast_retry_llm(url, model=model, auth_header=auth_header, api_key="sk-redirect-secret-4242")
+    with pytest.raises(nbllm.ProviderError) as caught:
+        llm.invoke("a prompt for the original host only")
+    assert second_server.requests == []  # neither the key nor the prompt went there
+    assert len(scripted_server.requests) == 1  # and a redirect is not retried
+    message = str(caught.value)
+    assert caught.value.status == status and "redirect" in message
+    assert f"base_url={elsewhere}" in message  # where to point base_url if the new place is trusted
+    assert "sk-redirect-secret-4242" not in message
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx2"])
+def test_neither_transport_follows_a_redirect(
+    scripted_server: ScriptedServer, second_server: ScriptedServer, transport: str
+) -> None:
+    from nbllm._client import http
+
+    elsewhere = second_server.script("/moved", [Canned()])
+    url = scripted_server.script("/v1", [Canned(307, "", {"location": elsewhere + "/chat/completions"})])
+
+    async def post_once() -> int:
+        client = http._Httpx2Transport() if transport == "httpx2" else http._AiohttpTransport()
+        try:
+            headers = {"x-api-key": "sk-redirect-secret-4242", "authorization": "Bearer sk-redirect-secret-4242"}
+            async with client.post(url + "/chat/completions", headers, {"q": 1}, nbllm.Timeouts()) as response:
+                return response.status
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(post_once()) == 307
+    assert second_server.requests == []

@@ -38,7 +38,7 @@ from .http import (
     TransportTimeout,
     get_transport,
 )
-from .providers import CallSpec, Provider, StreamState, make_provider
+from .providers import CallSpec, HttpRequest, Provider, StreamState, error_for_redirect, make_provider
 from .ratelimits import parse_rate_limit_headers
 from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
 from .sse import SSEError, aiter_sse
@@ -155,7 +155,7 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
             async with get_transport().post(request.url, request.headers, request.body, target.timeouts) as http_response:
                 snapshot = parse_rate_limit_headers(http_response.headers, datetime.now(timezone.utc))
                 if http_response.status != 200:
-                    raise await _status_error(provider, http_response, lease, snapshot)
+                    raise await _status_error(provider, request, http_response, lease, snapshot)
                 if spec.stream and media_type(http_response.headers) == "text/event-stream":
                     async for text in _read_stream(provider, http_response, attempt):
                         yield text
@@ -174,14 +174,20 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
     yield _response(attempt, spec, lease, provider)
 
 
-async def _status_error(provider: Provider, http_response: HttpResponse, lease: Lease, snapshot) -> ProviderError:
+async def _status_error(
+    provider: Provider, request: HttpRequest, http_response: HttpResponse, lease: Lease, snapshot
+) -> ProviderError:
+    lease.learn(snapshot)
+    if 300 <= http_response.status < 400:  # never followed, never retried (see docs/ARCHITECTURE.md, Transport)
+        error = error_for_redirect(provider.name, http_response.status, request.url, http_response.headers.get("location"))
+        error.key_alias = lease.alias
+        return error
     body = (await http_response.aread()).decode("utf-8", "replace")
     retry_after = parse_retry_after(http_response.headers, time.time())
     error = provider.error_from_response(http_response.status, body, retry_after)
     error.key_alias = lease.alias
     # the one retry rule (status, x-should-retry); the error class only says what went wrong
     error.retryable = is_retryable_status(http_response.status, http_response.headers)
-    lease.learn(snapshot)
     return error
 
 

@@ -3,7 +3,8 @@
 ``post(url, headers, body, timeouts)`` is an async context manager yielding a response with ``status``,
 case-insensitive ``headers``, ``aiter_bytes()`` and ``aread()``; transport failures come out as
 ``TransportTimeout`` (with ``kind``: connect / idle) or ``TransportBroken``. Nothing else in nbllm sees
-the HTTP library.
+the HTTP library. Redirects are never followed: a 3xx comes back as it is (see ``docs/ARCHITECTURE.md``,
+"Transport").
 
 - ``aiohttp`` (default): aiohttp's client directly. The client-overhead benchmark
   (``benchmarks/bench_overhead.py``) measured httpx2's API over aiohttp (``httpx_aiohttp``) at about twice
@@ -103,7 +104,11 @@ class _AiohttpTransport:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
         data = json.dumps(body, ensure_ascii=False).encode()
         try:
-            async with self._get_session().post(url, data=data, headers=headers, timeout=timeout) as raw:
+            # never follow a redirect: aiohttp drops Authorization on a cross-origin hop but keeps custom
+            # headers such as x-api-key, so the key would go to whatever host the answer names
+            async with self._get_session().post(
+                url, data=data, headers=headers, timeout=timeout, allow_redirects=False
+            ) as raw:
                 yield _AiohttpResponse(raw)
         except aiohttp.ConnectionTimeoutError as error:
             raise TransportTimeout("connect", str(error)) from None
@@ -157,7 +162,10 @@ class _Httpx2Transport:
         # pool=None: nbllm's own limits gate concurrency; a pool timeout would only fail healthy requests
         timeout = httpx.Timeout(connect=timeouts.connect, read=timeouts.idle, write=30.0, pool=None)
         try:
-            async with self._client.stream("POST", url, json=body, headers=dict(headers), timeout=timeout) as raw:
+            # never follow a redirect (httpx2's default too; said here so it cannot change under us)
+            async with self._client.stream(
+                "POST", url, json=body, headers=dict(headers), timeout=timeout, follow_redirects=False
+            ) as raw:
                 yield _Httpx2Response(raw)
         except httpx.ConnectTimeout as error:
             raise TransportTimeout("connect", str(error)) from None

@@ -10,6 +10,7 @@ from .base import (
     HttpRequest,
     Provider,
     StreamState,
+    error_for_redirect,
     error_for_status,
 )
 from .openai import OpenAIProvider
@@ -22,6 +23,7 @@ __all__ = [
     "OpenAIProvider",
     "Provider",
     "StreamState",
+    "error_for_redirect",
     "error_for_status",
     "make_provider",
     "resolve_model",
