@@ -1,7 +1,11 @@
 """The one error tree of nbllm.
 
 Every error nbllm raises is an ``NbllmError``; its message says what happened and what to do.
-Keys never appear in messages: a key is named by its alias or its masked form (``sk-…abcd``).
+Keys never appear in messages: a key is named by its alias or its masked form (``sk-…abcd``). That holds
+for text a provider sent too (servers echo keys back, in error bodies and in error events inside a
+stream): ``NbllmError`` redacts its message, and ``ProviderError`` the provider's message and error type,
+when the error is made — the one place every path (HTTP status, stream events, batch failures,
+callbacks, ``%%llm`` output, store rows) goes through, so none can forget it.
 
 ```
 NbllmError
@@ -23,6 +27,8 @@ NbllmError
 from __future__ import annotations
 
 from typing import Any
+
+from ._secrets import redact
 
 __all__ = [
     "APIConnectionError",
@@ -47,6 +53,9 @@ class NbllmError(Exception):
     #: Whether the same request may succeed if sent again (possibly with another key).
     retryable: bool = False
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+
 
 class ConfigurationError(NbllmError):
     """Arguments or settings are wrong; the message says which and how to fix them."""
@@ -67,8 +76,8 @@ class ProviderError(NbllmError):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.provider_message = provider_message
-        self.error_type = error_type
+        self.provider_message = redact(provider_message)
+        self.error_type = redact(error_type)
         self.retry_after = retry_after
         self.key_alias = key_alias
 

@@ -382,3 +382,84 @@ def test_neither_transport_follows_a_redirect(
 
     assert asyncio.run(post_once()) == 307
     assert second_server.requests == []
+
+
+# ---- 2. a key echoed inside a stream's error event is redacted on every path ------------------------
+
+# not shaped like a provider key: only its registration (every key nbllm is given) can hide it
+ECHOED_KEY = "hostile-secret-ABCDEFGH-9876"
+
+
+def _error_streams() -> dict[str, tuple[str, list[str]]]:
+    openai_error = {"error": {"message": f"Invalid key {ECHOED_KEY} for this org", "type": "invalid_request_error",
+                              "code": f"bad_key_{ECHOED_KEY}"}}
+    anthropic_error = {"type": "error", "error": {"type": "invalid_request_error",
+                                                  "message": f"Invalid key {ECHOED_KEY}"}}
+    return {
+        "openai-first-event": ("openai:gpt-4o-mini", [sse(openai_error)]),
+        "openai-mid-stream": ("openai:gpt-4o-mini", [sse(openai_chunk("Hello")), sse(openai_error)]),
+        "anthropic-error-event": ("anthropic:claude-x", [*anthropic_stream("Hi")[:3], sse(anthropic_error, "error")]),
+    }
+
+
+class _ErrorRecorder(nbllm.BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self.errors.append(error)
+
+
+def _everything_shown(error: BaseException) -> str:
+    extra = [getattr(error, name, "") for name in ("provider_message", "error_type", "partial_text")]
+    return "".join(traceback.format_exception(error)) + repr(error) + str(error) + "".join(map(str, extra))
+
+
+@pytest.mark.parametrize("case", list(_error_streams()))
+def test_a_key_echoed_in_a_stream_error_is_redacted_everywhere(scripted_server: ScriptedServer, tmp_path, case: str) -> None:
+    model, chunks = _error_streams()[case]
+    url = scripted_server.script("/s", [Canned(chunks=chunks)])
+    recorder = _ErrorRecorder()
+    llm = fast_retry_llm(url, model=model, api_key=ECHOED_KEY, streaming=True, max_retries=0,
+                         store=tmp_path / "s.sqlite3", callbacks=[recorder])
+    shown = []
+    with pytest.raises(nbllm.NbllmError) as invoked:  # through callbacks: tokens are delivered as they come
+        llm.invoke("hi")
+    shown.append(_everything_shown(invoked.value))
+    with pytest.raises(nbllm.NbllmError) as streamed:
+        list(llm.stream("hi"))
+    shown.append(_everything_shown(streamed.value))
+    llm.callbacks = []
+    with pytest.raises(nbllm.NbllmError) as quiet:  # the engine-only fast path
+        llm.invoke("hi")
+    shown.append(_everything_shown(quiet.value))
+    (failure,) = llm.map(["hi"], progress="none")
+    assert not failure.ok
+    shown += [str(failure), repr(failure), _everything_shown(failure.error)]
+    shown += [_everything_shown(error) for error in recorder.errors]
+    assert len(recorder.errors) == 2  # invoke and stream told the callbacks
+    shown.append(json.dumps(list(llm.store.rows())))
+    assert "Invalid key" in shown[0]  # the provider's message is kept, only the key is masked
+    assert ECHOED_KEY not in "\n".join(shown)
+
+
+@pytest.mark.parametrize("case", ["openai-first-event", "anthropic-error-event"])
+def test_a_key_echoed_in_a_stream_error_is_redacted_in_llm_cells(
+    scripted_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    from IPython.testing import globalipapp
+
+    model, chunks = _error_streams()[case]
+    url = scripted_server.script("/s", [Canned(chunks=chunks)])
+    monkeypatch.setenv("NBLLM_HOSTILE_KEY", ECHOED_KEY)
+    shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "nbllm")
+    try:
+        shell.run_line_magic("llm_config", f"base_url={url} api_key_env=NBLLM_HOSTILE_KEY")
+        result = shell.run_cell(f"%%llm -m {model}\nhi")
+    finally:
+        shell.run_line_magic("llm_config", "base_url= api_key_env=")
+        shell.run_line_magic("unload_ext", "nbllm")
+    out = capsys.readouterr()
+    assert result.success and "Error" in out.out
+    assert ECHOED_KEY not in out.out + out.err

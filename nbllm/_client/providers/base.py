@@ -120,9 +120,9 @@ class Provider(abc.ABC):
         except ValueError:
             body = {}
         error_type, message = self.error_details(body)
-        if not message:
-            message = body_text[:300]
-        return error_for_status(self.name, status, error_type, redact(message), retry_after)
+        if not message:  # redacted before it is cut short, so that no half of a key survives the cut
+            message = redact(body_text)[:300]
+        return error_for_status(self.name, status, error_type, message, retry_after)
 
 
 _QUOTA_TYPES = {"insufficient_quota", "billing_error", "billing_hard_limit_reached", "quota_exceeded"}
