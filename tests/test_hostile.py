@@ -463,3 +463,63 @@ def test_a_key_echoed_in_a_stream_error_is_redacted_in_llm_cells(
     out = capsys.readouterr()
     assert result.success and "Error" in out.out
     assert ECHOED_KEY not in out.out + out.err
+
+
+# ---- 9. valid JSON of the wrong shape: a clear, retried error, never a raw TypeError -----------------
+
+WRONG_OPENAI_EVENTS = {
+    "number": "5", "null": "null", "string": '"x"', "array": "[1]",
+    "choices-string": '{"choices": "abc"}',
+    "delta-string": '{"choices": [{"delta": "x"}]}',
+    "usage-string": '{"choices": [], "usage": "lots"}',
+    "content-number": '{"choices": [{"delta": {"content": 5}}]}',
+    "finish-list": '{"choices": [{"delta": {}, "finish_reason": ["stop"]}]}',
+    "usage-huge": '{"choices": [], "usage": {"prompt_tokens": 1e30, "completion_tokens": 1}}',
+}
+
+
+@pytest.mark.parametrize("data", list(WRONG_OPENAI_EVENTS.values()), ids=list(WRONG_OPENAI_EVENTS))
+def test_a_wrongly_shaped_openai_event_is_a_retried_stream_error(scripted_server: ScriptedServer, data: str) -> None:
+    url = scripted_server.script("/v1", [Canned(chunks=[sse(openai_chunk("Hi")), f"data: {data}\n\n",
+                                                        *openai_stream(" there")])])
+    llm = fast_retry_llm(url, streaming=True, max_retries=2)
+    with pytest.raises(nbllm.StreamInterruptedError, match="malformed"):
+        llm.invoke("hi")
+    assert scripted_server.hits["/v1/chat/completions"] == 3  # retried like a broken stream
+
+
+@pytest.mark.parametrize("data", ["5", "null", '"x"', "[1]", '{"type": "content_block_delta", "delta": "x"}',
+                                  '{"type": "message_delta", "usage": {"output_tokens": "many"}}'],
+                         ids=["number", "null", "string", "array", "delta-string", "usage-string"])
+def test_a_wrongly_shaped_anthropic_event_is_a_retried_stream_error(scripted_server: ScriptedServer, data: str) -> None:
+    events = anthropic_stream("Hi")
+    url = scripted_server.script("/a", [Canned(chunks=[*events[:3], f"data: {data}\n\n", *events[3:]])])
+    llm = fast_retry_llm(url, model="anthropic:claude-x", streaming=True, max_retries=1)
+    with pytest.raises(nbllm.StreamInterruptedError, match="malformed"):
+        llm.invoke("hi")
+    assert scripted_server.hits["/a/v1/messages"] == 2
+
+
+def _completion(content: Any) -> dict:
+    return {**OK_BODY, "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [(_completion([{"type": "text", "text": "in "}, {"type": "text", "text": "parts"}]), "in parts"),
+     (_completion(None), ""),
+     (_completion(5), None), (_completion([1]), None), ({**OK_BODY, "choices": "abc"}, None),
+     ([OK_BODY], None), ({**OK_BODY, "usage": "lots"}, None)],
+    ids=["content-parts", "content-null", "content-number", "content-list-of-numbers", "choices-string",
+         "body-array", "usage-string"],
+)
+def test_a_wrongly_shaped_json_answer_is_a_clear_error(scripted_server: ScriptedServer, body: Any, text: str | None) -> None:
+    url = scripted_server.script("/v1", [Canned(body=body)])
+    llm = fast_retry_llm(url, max_retries=1)
+    if text is not None:
+        assert llm.invoke("hi").text == text
+        return
+    with pytest.raises(nbllm.StreamInterruptedError, match="expected shape"):
+        llm.invoke("hi")
+    assert scripted_server.hits["/v1/chat/completions"] == 2

@@ -38,7 +38,15 @@ from .http import (
     TransportTimeout,
     get_transport,
 )
-from .providers import CallSpec, HttpRequest, Provider, StreamState, error_for_redirect, make_provider
+from .providers import (
+    CallSpec,
+    HttpRequest,
+    MalformedAnswer,
+    Provider,
+    StreamState,
+    error_for_redirect,
+    make_provider,
+)
 from .ratelimits import parse_rate_limit_headers
 from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
 from .sse import SSEError, aiter_sse
@@ -203,8 +211,8 @@ async def _read_stream(provider: Provider, http_response: HttpResponse, attempt:
             raise _interrupted(str(error), attempt) from None
         try:
             text = provider.feed_event(state, event.event, event.data)
-        except ValueError:  # malformed JSON in an event: the stream can no longer be trusted
-            raise _interrupted("a malformed event arrived", attempt) from None
+        except ValueError as error:  # invalid JSON, or JSON of the wrong shape: the stream cannot be trusted
+            raise _interrupted(f"a malformed event arrived ({_why_malformed(error)})", attempt) from None
         if text:
             if attempt.first_token_at is None:
                 attempt.first_token_at = time.perf_counter()
@@ -219,13 +227,22 @@ async def _read_stream(provider: Provider, http_response: HttpResponse, attempt:
 async def _read_json(provider: Provider, http_response: HttpResponse, attempt: _Attempt) -> None:
     raw = await http_response.aread()
     try:
-        completion = provider.parse_completion(json.loads(raw))
-    except (ValueError, AttributeError):
+        body = json.loads(raw)
+    except ValueError:
         raise _interrupted("the answer was not valid JSON", attempt) from None
+    try:
+        completion = provider.parse_completion(body)
+    except MalformedAnswer as error:
+        raise _interrupted(f"the answer did not have the expected shape ({error})", attempt) from None
     state = attempt.state
     state.text_parts = [completion.text]
     state.usage, state.finish_reason, state.model = completion.usage, completion.finish_reason, completion.model
     state.complete = True
+
+
+def _why_malformed(error: ValueError) -> str:
+    # a JSON error's text is its position only; a MalformedAnswer names the field, never its value
+    return str(error) if isinstance(error, MalformedAnswer) else "not valid JSON"
 
 
 def _interrupted(why: str, attempt: _Attempt) -> StreamInterruptedError:

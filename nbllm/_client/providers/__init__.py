@@ -14,12 +14,14 @@ from .base import (
     error_for_status,
 )
 from .openai import OpenAIProvider
+from .shapes import MalformedAnswer
 
 __all__ = [
     "AnthropicProvider",
     "CallSpec",
     "Completion",
     "HttpRequest",
+    "MalformedAnswer",
     "OpenAIProvider",
     "Provider",
     "StreamState",

@@ -102,12 +102,14 @@ class Provider(abc.ABC):
         """Method, URL, headers and JSON body for ``spec`` sent with ``api_key``."""
 
     @abc.abstractmethod
-    def parse_completion(self, body: Mapping[str, Any]) -> Completion:
-        """Text, usage and finish reason of a non-streamed answer."""
+    def parse_completion(self, body: Any) -> Completion:
+        """Text, usage and finish reason of a non-streamed answer (any JSON value: ``MalformedAnswer`` if
+        it has the wrong shape, a ``ProviderError`` if it is an error object)."""
 
     @abc.abstractmethod
     def feed_event(self, state: StreamState, event: str, data: str) -> str | None:
-        """Apply one SSE event to ``state``; return new text (if any). Raises ProviderError for errors."""
+        """Apply one SSE event to ``state``; return new text (if any). Raises ProviderError for errors,
+        ``MalformedAnswer`` (a ``ValueError``, as invalid JSON is) for data of the wrong shape."""
 
     @abc.abstractmethod
     def error_details(self, body: Any) -> tuple[str, str]:
