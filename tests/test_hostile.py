@@ -523,3 +523,107 @@ def test_a_wrongly_shaped_json_answer_is_a_clear_error(scripted_server: Scripted
     with pytest.raises(nbllm.StreamInterruptedError, match="expected shape"):
         llm.invoke("hi")
     assert scripted_server.hits["/v1/chat/completions"] == 2
+
+
+# ---- 10. bad input: a clear ConfigurationError that says what to do; in a batch, that item's Failure --
+
+def test_a_lone_surrogate_fails_only_its_own_batch_item(scripted_server: ScriptedServer, tmp_path) -> None:
+    url = scripted_server.script("/v1", [Canned()])
+    llm = fast_retry_llm(url, store=tmp_path / "s.sqlite3")
+    prompts = ["fine one", "read with surrogateescape: \udcff!", [{"role": "user", "content": "also fine"}],
+               [{"role": "user", "content": ["no", "dicts"]}]]
+    results = llm.map(prompts, progress="none")
+    assert [r.ok for r in results] == [True, False, True, False]
+    assert isinstance(results[1].error, nbllm.ConfigurationError)
+    assert "U+DCFF" in str(results[1].error) and "position 27" in str(results[1].error)
+    assert isinstance(results[3].error, nbllm.ConfigurationError)
+    assert len(scripted_server.requests) == 2  # the two good items were sent, the bad ones never
+    with pytest.raises(nbllm.ConfigurationError, match="U\\+DCFF"):
+        llm.invoke("\udcff")
+    with pytest.raises(nbllm.ConfigurationError, match="system prompt"):
+        llm.invoke("hi", system="be \ud800 brief")
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [({"max_tokens": "abc"}, "max_tokens"), ({"max_tokens": -1}, "max_tokens"), ({"max_tokens": True}, "max_tokens"),
+     ({"temperature": "hot"}, "temperature"), ({"temperature": float("nan")}, "temperature"),
+     ({"seed": object()}, "seed"), ({"logit_bias": {1, 2}}, "logit_bias"), ({"top_p": float("inf")}, "top_p"),
+     ({"stop": ["ok", 5]}, "stop"), ({"user": "x\udcff"}, "user")],
+    ids=["max_tokens-str", "max_tokens-negative", "max_tokens-bool", "temperature-str", "temperature-nan", "object",
+         "set", "inf", "stop-number", "surrogate-param"],
+)
+def test_bad_call_parameters_are_configuration_errors(scripted_server: ScriptedServer, settings: dict, match: str) -> None:
+    url = scripted_server.script("/v1", [Canned()])
+    with pytest.raises(nbllm.ConfigurationError, match=match):
+        fast_retry_llm(url, **settings)
+    llm = fast_retry_llm(url)
+    with pytest.raises(nbllm.ConfigurationError, match=match):
+        llm.invoke("hi", **settings)
+    with pytest.raises(nbllm.ConfigurationError, match=match):
+        llm.amap(["hi", "there"], **settings)  # the whole batch is wrong: said once, before anything runs
+    for name, value in settings.items():
+        setattr(llm, name, value) if name in ("max_tokens", "temperature", "stop") else llm.model_kwargs.update({name: value})
+    with pytest.raises(nbllm.ConfigurationError, match=match):  # set after construction
+        llm.invoke("hi")
+    assert scripted_server.requests == []
+
+
+@pytest.mark.parametrize("store", [123, 1.5, object(), ["a"]])
+def test_a_store_setting_of_the_wrong_type_says_what_it_accepts(store: Any) -> None:
+    with pytest.raises(nbllm.ConfigurationError, match="store"):
+        nbllm.LLM("gpt-4o-mini", api_key="sk-hostile-test-0001", store=store)
+
+
+def test_a_key_with_surrounding_whitespace_is_stripped(scripted_server: ScriptedServer) -> None:
+    url = scripted_server.script("/v1", [Canned()])
+    assert fast_retry_llm(url, api_key="  sk-hostile-pasted-0001\n").invoke("hi").text == "fine"
+    assert scripted_server.requests[0].headers["Authorization"] == "Bearer sk-hostile-pasted-0001"
+    pool = nbllm.KeyPool([{"key": "sk-hostile-pasted-0002\r\n"}, nbllm.ApiKey(" sk-hostile-pasted-0003 ")])
+    assert [k.masked for k in pool.keys] == ["sk-…0002", "sk-…0003"]
+
+
+@pytest.mark.parametrize("key", ["sk-hostile\nsecond-line", "sk-hostile\u200bzero-width", "sk-\x00nul-inside"])
+def test_a_key_that_cannot_go_into_a_header_is_refused_without_showing_it(key: str) -> None:
+    with pytest.raises(nbllm.ConfigurationError, match="header") as caught:
+        nbllm.LLM("gpt-4o-mini", api_key=key)
+    assert key not in str(caught.value) and "second-line" not in str(caught.value)
+
+
+def test_a_corrupt_store_file_is_named_with_what_to_do(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "corrupt.sqlite3"
+    path.write_bytes(b"this is not a database, just text " * 200)
+    with pytest.raises(nbllm.ConfigurationError, match="corrupt.sqlite3") as caught:
+        nbllm.Store(path)
+    assert "delete" in str(caught.value) and "NBLLM_STORE" in str(caught.value)
+    monkeypatch.setenv("NBLLM_STORE", str(path))
+    llm = nbllm.LLM("gpt-4o-mini", api_key="sk-hostile-test-0001", base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(nbllm.ConfigurationError, match="corrupt.sqlite3"):
+        llm.invoke("hi")
+
+
+@pytest.mark.parametrize("limit", [float("nan"), float("inf"), -5, 0, "500", True])
+def test_a_key_limit_must_be_a_positive_number(limit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(nbllm.ConfigurationError, match="rpm"):
+        nbllm.KeyPool([{"key": "sk-hostile-test-0001", "rpm": limit}])
+    with pytest.raises(nbllm.ConfigurationError, match="tpm"):
+        nbllm.ApiKey("sk-hostile-test-0001", tpm=limit)
+    if isinstance(limit, str):
+        return  # in the environment every value is a string, and "500" is right there
+    monkeypatch.setenv("API_KEY", "sk-hostile-test-0001")
+    monkeypatch.setenv("NBLLM_RPM", str(limit))
+    with pytest.raises(nbllm.ConfigurationError, match="NBLLM_RPM|rpm"):
+        nbllm.KeyPool.from_env(dotenv=False)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: nbllm.Timeouts(total=-1), lambda: nbllm.Timeouts(idle=0), lambda: nbllm.Timeouts(connect=float("nan")),
+     lambda: nbllm.Timeouts(total="10"), lambda: nbllm.RetryPolicy(max_delay=float("nan")),
+     lambda: nbllm.RetryPolicy(max_retries=2.5), lambda: nbllm.RetryPolicy(initial_delay=float("inf"))],
+    ids=["total-negative", "idle-zero", "connect-nan", "total-str", "max_delay-nan", "max_retries-float",
+         "initial_delay-inf"],
+)
+def test_timeouts_and_retry_policies_refuse_impossible_values(make: Any) -> None:
+    with pytest.raises(nbllm.ConfigurationError):
+        make()

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from .. import _engine
 from .._call import CallRunner, PreparedCall
-from .._exceptions import BatchInterrupted, NoKeyAvailableError
+from .._exceptions import BatchInterrupted, NbllmError, NoKeyAvailableError
 from .._progress import BatchProgress, ProgressDisplay
 from .._types import Failure, MessagesInput, Response
 
@@ -56,7 +56,7 @@ class Batch:
     # ---- engine side ------------------------------------------------------------------------------
     async def _run(self, emit: Callable[[int, Any], None] | None = None) -> None:
         """On the engine: answer cached items, then run the rest with ``concurrency`` workers."""
-        calls = self._prepare()
+        calls = self._prepare(emit)
         pending = self._serve_cached(calls, emit)
         todo = iter(pending)
         workers = [asyncio.create_task(self._worker(todo, calls, emit)) for _ in range(min(self.concurrency, len(pending)))]
@@ -77,41 +77,47 @@ class Batch:
             file=sys.stderr,
         )
 
-    def _prepare(self) -> list[PreparedCall]:
+    def _prepare(self, emit: Callable[[int, Any], None] | None) -> list[PreparedCall | None]:
         """Every prompt as a call; identical prompts in one batch are distinct samples (the n-th copy
-        gets sample n), so a rerun finds each copy's own answer."""
+        gets sample n), so a rerun finds each copy's own answer. A prompt that cannot be sent (a lone
+        surrogate, a malformed message) is that item's Failure at once, and None in the list."""
         store = self.runner.store
         seen: dict[str, int] = {}
-        calls = []
-        for prompt in self.prompts:
+        calls: list[PreparedCall | None] = []
+        for i, prompt in enumerate(self.prompts):
             sample = 0
             if store is not None:
-                text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+                text = _identity(prompt)
                 sample = seen.get(text, 0)
                 seen[text] = sample + 1
-            calls.append(self.runner.prepare(prompt, stream=self.streaming, overrides=self.overrides,
-                                             sample=sample, fingerprint=store is not None))
+            try:
+                calls.append(self.runner.prepare(prompt, stream=self.streaming, overrides=self.overrides,
+                                                 sample=sample, fingerprint=store is not None))
+            except NbllmError as error:
+                calls.append(None)
+                self._finish(i, Failure(error, prompt), emit)
         return calls
 
-    def _serve_cached(self, calls: list[PreparedCall], emit: Callable[[int, Any], None] | None) -> list[int]:
+    def _serve_cached(self, calls: list[PreparedCall | None], emit: Callable[[int, Any], None] | None) -> list[int]:
         """Finish every item the store already answered; return the indexes still to send."""
         store = self.runner.store
+        sendable = [i for i, call in enumerate(calls) if call is not None]
         if store is None or not self.cache:
-            return list(range(len(calls)))
-        hits = store.lookup_many(call.fingerprint for call in calls)  # type: ignore[misc]
+            return sendable
+        hits = store.lookup_many(calls[i].fingerprint for i in sendable)  # type: ignore[union-attr,misc]
         pending = []
-        for i, call in enumerate(calls):
-            hit = hits.get(call.fingerprint)  # type: ignore[arg-type]
+        for i in sendable:
+            hit = hits.get(calls[i].fingerprint)  # type: ignore[union-attr,arg-type]
             if hit is None:
                 pending.append(i)
             else:
                 self._finish(i, hit, emit)
         return pending
 
-    async def _worker(self, todo: Any, calls: list[PreparedCall], emit: Callable[[int, Any], None] | None) -> None:
+    async def _worker(self, todo: Any, calls: list[PreparedCall | None], emit: Callable[[int, Any], None] | None) -> None:
         for i in todo:
             try:
-                result: Response | Failure = await self.runner.answer(calls[i], cache=False, batch=self.id, index=i)
+                result: Response | Failure = await self.runner.answer(calls[i], cache=False, batch=self.id, index=i)  # type: ignore[arg-type]
             except NoKeyAvailableError as error:
                 self.stopped_by = error
                 self._finish(i, Failure(error, self.prompts[i]), emit)
@@ -206,6 +212,16 @@ class Batch:
     def _keep(self) -> None:
         if self.on_results is not None:
             self.on_results(self.results)
+
+
+def _identity(prompt: MessagesInput) -> str:
+    """A text that is equal for equal prompts (to number identical prompts as samples)."""
+    if isinstance(prompt, str):
+        return prompt
+    try:
+        return json.dumps(prompt, sort_keys=True, default=str)
+    except (TypeError, ValueError):  # keys that cannot be sorted: prepare() says what is wrong
+        return repr(prompt)
 
 
 async def _settle(workers: list[asyncio.Task[None]]) -> None:

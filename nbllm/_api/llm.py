@@ -20,8 +20,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from .. import _engine
-from .._call import CallRunner, LLMSettings
-from .._exceptions import ConfigurationError
+from .._call import CallRunner, LLMSettings, check_concurrency
 from .._keys import KeyPool
 from .._store import Store
 from .._types import LLMResult, MessagesInput, Response, StreamEvent
@@ -114,8 +113,9 @@ class LLM(LLMSettings):
         Every answer is stored as it finishes; with ``cache`` (default on for batches) a rerun sends only
         what is missing. A failed item is a ``Failure`` in the list, not an exception.
         """
-        if concurrency is not None and concurrency < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}.")
+        if concurrency is not None:
+            check_concurrency(concurrency)
+        self.runner.check_overrides(overrides)  # wrong for every item: say so once, send nothing
         return Batch(self.runner, prompts, cache=True if cache is None else cache,
                      progress=progress or self.progress, concurrency=concurrency or self.concurrency,
                      streaming=self.streaming, overrides=overrides, on_results=self._keep_results)

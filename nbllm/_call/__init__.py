@@ -11,7 +11,7 @@ The HTTP exchange itself (lease → request → decode → retries) is ``nbllm._
 
 from .route import Route, default_route, reset_defaults, resolve_route, shared_store
 from .runner import CallRunner, PreparedCall
-from .settings import DEFAULT_CONCURRENCY, LLMSettings
+from .settings import DEFAULT_CONCURRENCY, LLMSettings, check_concurrency
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -19,6 +19,7 @@ __all__ = [
     "LLMSettings",
     "PreparedCall",
     "Route",
+    "check_concurrency",
     "default_route",
     "reset_defaults",
     "resolve_route",

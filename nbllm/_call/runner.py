@@ -29,9 +29,9 @@ from .._callbacks import dispatch, wants_tokens
 from .._client import CallSpec, run_call
 from .._keys import KeyPool
 from .._store import Store, request_fingerprint
-from .._types import LLMResult, MessagesInput, Response, normalize_messages
+from .._types import LLMResult, MessagesInput, Response, check_text, normalize_messages
 from .route import Route, resolve_route, resolve_store
-from .settings import LLMSettings
+from .settings import LLMSettings, check_parameters
 
 __all__ = ["CallRunner", "PreparedCall"]
 
@@ -96,22 +96,39 @@ class CallRunner:
         """The spec for ``prompt`` with ``overrides`` of the settings, and its store fingerprint.
 
         ``sample`` tells apart identical prompts of one batch. ``fingerprint``: whether to compute one
-        (default: if answers are stored); a batch decides once for all its prompts.
+        (default: if answers are stored); a batch decides once for all its prompts. Anything that could
+        not be sent raises a ``ConfigurationError`` here, before a key is leased.
         """
-        settings, overrides = self.settings, dict(overrides or {})
+        system, spec = self._spec(stream, overrides or {})
+        spec.messages = normalize_messages(prompt, system)
+        if fingerprint is None:
+            fingerprint = self.store is not None
+        return PreparedCall(spec, self._fingerprint(spec, sample) if fingerprint else None)
+
+    def check_overrides(self, overrides: dict[str, Any]) -> None:
+        """Raise a ConfigurationError now if no call with these overrides could be sent (a batch checks
+        once, before its first item, instead of failing every item alike)."""
+        system, _ = self._spec(True, overrides)
+        if system is not None:
+            check_text(system, "The system prompt")
+
+    def _spec(self, stream: bool, overrides: dict[str, Any]) -> tuple[str | None, CallSpec]:
+        """(system prompt, spec without messages) from the settings and ``overrides``, checked: settings
+        may have changed since the LLM was made (``llm.max_tokens = ...``)."""
+        settings, overrides = self.settings, dict(overrides)
         stop = overrides.pop("stop", settings.stop)
+        system = overrides.pop("system", settings.system)
         spec = CallSpec(
             model=self.model,
-            messages=normalize_messages(prompt, overrides.pop("system", settings.system)),
+            messages=[],
             temperature=overrides.pop("temperature", settings.temperature),
             max_tokens=overrides.pop("max_tokens", settings.max_tokens),
             stop=[stop] if isinstance(stop, str) else stop,
             stream=stream,
             extra={**settings.model_kwargs, **overrides},
         )
-        if fingerprint is None:
-            fingerprint = self.store is not None
-        return PreparedCall(spec, self._fingerprint(spec, sample) if fingerprint else None)
+        check_parameters(spec.temperature, spec.max_tokens, spec.stop, spec.extra)
+        return system, spec
 
     def _fingerprint(self, spec: CallSpec, sample: int) -> str:
         route = self.route

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,15 @@ class Timeouts:
     connect: float = 10.0
     idle: float = 120.0
     total: float | None = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "idle", "total"):
+            value = getattr(self, name)
+            if value is None and name == "total":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+                limit = " or None for no limit" if name == "total" else ""
+                raise ConfigurationError(f"Timeouts.{name} must be a positive number of seconds{limit}, got {value!r}.")
 
 
 class TransportTimeout(Exception):

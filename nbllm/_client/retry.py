@@ -54,11 +54,14 @@ class RetryPolicy:
     jitter: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {self.max_retries}.")
-        for name in ("initial_delay", "max_delay", "max_retry_after"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"{name} must be >= 0 seconds, got {getattr(self, name)}.")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigurationError(f"max_retries must be a whole number >= 0, got {self.max_retries!r}.")
+        for name in ("initial_delay", "max_delay", "max_retry_after", "jitter"):
+            value = getattr(self, name)
+            # inf only for max_retry_after: "wait as long as the server asks"; nan compares false to all
+            finite = math.isfinite(value) if isinstance(value, (int, float)) else False
+            if isinstance(value, bool) or not (finite or (name == "max_retry_after" and value == math.inf)) or value < 0:
+                raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}.")
         if not 0 <= self.jitter <= 1:
             raise ConfigurationError(f"jitter must be between 0 and 1, got {self.jitter}.")
 

@@ -198,15 +198,27 @@ class Store:
         self._conn: sqlite3.Connection | None = sqlite3.connect(
             str(self.path), timeout=30, check_same_thread=False, isolation_level=None
         )
+        try:
+            self._open()
+        except sqlite3.DatabaseError as error:  # not a database, damaged, unreadable
+            self._conn.close()
+            raise ConfigurationError(
+                f"The store {self.path} cannot be used: {error}. If the file is damaged or not an nbllm store, "
+                "move it away or delete it (its cached answers are lost, nothing else), or set NBLLM_STORE "
+                "(or store=) to another file."
+            ) from None
+        self._writer = GroupWriter(self._write_many)
+        # rows still queued when the interpreter exits are written before it goes
+        atexit.register(self._writer.close)
+
+    def _open(self) -> None:
+        assert self._conn is not None
         self._conn.row_factory = sqlite3.Row
         _retry_while_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
         # WAL + NORMAL: a commit survives a process crash (kill -9); only a power cut can lose the
         # last few, and it saves an fsync per row
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
-        self._writer = GroupWriter(self._write_many)
-        # rows still queued when the interpreter exits are written before it goes
-        atexit.register(self._writer.close)
 
     def _migrate(self) -> None:
         conn = self._db()
