@@ -627,3 +627,52 @@ def test_a_key_limit_must_be_a_positive_number(limit: Any, monkeypatch: pytest.M
 def test_timeouts_and_retry_policies_refuse_impossible_values(make: Any) -> None:
     with pytest.raises(nbllm.ConfigurationError):
         make()
+
+
+# ---- 6. concurrency is validated by amap and map as by LLM() --------------------------------------------
+
+@pytest.mark.parametrize("concurrency", [-1, 0, 2.5, True, "4"])
+@pytest.mark.parametrize("how", ["amap", "map", "LLM"])
+def test_a_batch_concurrency_below_one_or_not_whole_is_refused(scripted_server: ScriptedServer, how: str, concurrency: Any) -> None:
+    url = scripted_server.script("/v1", [Canned()])
+    with pytest.raises(nbllm.ConfigurationError, match="concurrency"):
+        if how == "LLM":
+            fast_retry_llm(url, concurrency=concurrency)
+        elif how == "map":
+            fast_retry_llm(url).map(["a", "b"], concurrency=concurrency, progress="none")
+        else:
+            fast_retry_llm(url).amap(["a", "b"], concurrency=concurrency, progress="none")
+    assert scripted_server.requests == []
+
+
+# ---- 7. one real key is one pool key -------------------------------------------------------------------
+
+def test_a_key_repeated_in_env_is_one_pool_key(scripted_server: ScriptedServer, tmp_path) -> None:
+    url = scripted_server.script("/v1", [Canned()])
+    (tmp_path / ".env").write_text(f"API_KEY=sk-hostile-dup-0001, sk-hostile-dup-0001,sk-hostile-dup-0002\nBASE_URL={url}\n")
+    keys = nbllm.KeyPool.from_env().keys
+    assert [(k.alias, k.masked) for k in keys] == [("key-1", "sk-…0001"), ("key-2", "sk-…0002")]
+    llm = nbllm.LLM("gpt-4o-mini", store=False)  # the default route reads the same .env
+    assert len(llm.pool) == 2 and llm.invoke("hi").text == "fine"
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [["sk-hostile-dup-0001", "sk-hostile-dup-0001"],
+     ["sk-hostile-dup-0001", {"key": " sk-hostile-dup-0001\n", "rpm": 60}],
+     [nbllm.ApiKey("sk-hostile-dup-0001", alias="a"), {"key": "sk-hostile-dup-0001", "alias": "b"}]],
+    ids=["strings", "string-and-dict-after-strip", "apikey-and-dict"],
+)
+def test_a_key_given_twice_explicitly_is_refused(keys: list) -> None:
+    with pytest.raises(nbllm.ConfigurationError, match="twice") as caught:
+        nbllm.KeyPool(keys)
+    assert "sk-…0001" in str(caught.value) and "sk-hostile-dup-0001" not in str(caught.value)
+    with pytest.raises(nbllm.ConfigurationError, match="twice"):
+        nbllm.LLM("gpt-4o-mini", keys=keys)
+
+
+def test_one_placeholder_key_for_two_servers_is_two_pool_keys() -> None:
+    # local servers often take any key ("EMPTY"): the same value for two servers is two sets of limits
+    pool = nbllm.KeyPool([{"key": "EMPTY-local", "base_url": "http://127.0.0.1:1/v1"},
+                          {"key": "EMPTY-local", "base_url": "http://127.0.0.1:2/v1"}])
+    assert len(pool) == 2

@@ -145,7 +145,8 @@ def keys_from_env(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     keys: list[ApiKey] = []
     seen: set[str] = set()
     for key_var, url_var, provider, prefix in sources:
-        values = [v for v in _split(merged.get(key_var)) if v not in seen]
+        # one real key is one pool key: a repeat (in one variable or across them) would double its rate
+        values = [v for v in dict.fromkeys(_split(merged.get(key_var))) if v not in seen]
         for i, value in enumerate(values, 1):
             seen.add(value)
             keys.append(

@@ -113,6 +113,21 @@ class Lease:
             self.state.failed += failed
 
 
+def _refuse_repeated_keys(keys: Sequence[ApiKey]) -> None:
+    """One real key must be one pool key: two would each get the key's whole limit, doubling its rate.
+
+    The same value for two servers (``base_url``) is two keys: local servers often take any placeholder.
+    """
+    first: dict[tuple[str, str | None], ApiKey] = {}
+    for key in keys:
+        seen = first.setdefault((key.value, key.base_url), key)
+        if seen is not key and key.value:
+            raise ConfigurationError(
+                f"The same key ({key.masked}) is given twice, as {seen.alias} and {key.alias}. One real key has "
+                "one set of limits, so give it once (with rpm=/tpm= for its limits)."
+            )
+
+
 class KeyPool:
     """A set of keys with limits and health, shared by every call that uses it (see module docs).
 
@@ -126,6 +141,7 @@ class KeyPool:
         aliases = [k.alias for k in api_keys]
         if len(set(aliases)) != len(aliases):
             raise ConfigurationError(f"Key aliases must be unique, got {aliases}.")
+        _refuse_repeated_keys(api_keys)
         self.clock = clock
         self._states = [KeyState(k) for k in api_keys]
         # FIFO of requests waiting for a key; the head is served first (aiolimiter is not FIFO)
