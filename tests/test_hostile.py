@@ -676,3 +676,110 @@ def test_one_placeholder_key_for_two_servers_is_two_pool_keys() -> None:
     pool = nbllm.KeyPool([{"key": "EMPTY-local", "base_url": "http://127.0.0.1:1/v1"},
                           {"key": "EMPTY-local", "base_url": "http://127.0.0.1:2/v1"}])
     assert len(pool) == 2
+
+
+# ---- 11. reset headers are capped like retry-after, and respected without a limit header --------------
+
+def _key_wait(llm: nbllm.LLM) -> float:
+    pool = llm.pool
+    return pool.key_state(pool.keys[0].alias).wait_time(1, pool.clock())
+
+
+@pytest.mark.parametrize("limit_header", [True, False], ids=["with-limit", "remaining-only"])
+def test_a_reset_header_of_years_blocks_the_key_only_for_max_retry_after(scripted_server: ScriptedServer, limit_header: bool) -> None:
+    headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "99999h"}
+    if limit_header:
+        headers["x-ratelimit-limit-requests"] = "500"
+    url = scripted_server.script("/v1", [Canned(headers=headers)])
+    llm = fast_retry_llm(url)
+    assert llm.invoke("hi").text == "fine"
+    assert 110 < _key_wait(llm) <= 121  # RetryPolicy.max_retry_after, not 11 years (nor 0: it is respected)
+    (row,) = llm.pool.status()
+    assert row["state"].startswith("blocked by reset header 1")
+
+
+def test_a_remaining_zero_without_a_limit_header_waits_for_its_reset(scripted_server: ScriptedServer) -> None:
+    headers = {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1.5s"}
+    url = scripted_server.script("/v1", [Canned(headers=headers)])
+    llm = fast_retry_llm(url)
+    llm.invoke("hi")
+    assert 1.0 < _key_wait(llm) <= 1.5
+
+
+# ---- 4. an attempt that ends without usage gives its tokens back ---------------------------------------
+
+BIG_PROMPT = "x" * (10 * 1024 * 1024)  # ~2.6 M tokens estimated, against a 200 000 TPM key
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [Canned(400, {"error": {"message": "context length exceeded", "type": "invalid_request_error"}}),
+     Canned(500, {"error": {"message": "boom"}}),
+     Canned(chunks=[30.0])],
+    ids=["400", "500", "idle-timeout"],
+)
+def test_a_rejected_request_gives_its_tokens_back(scripted_server: ScriptedServer, failure: Canned) -> None:
+    url = scripted_server.script("/v1", [failure, Canned()])
+    llm = fast_retry_llm(url, keys=[{"key": "sk-hostile-tpm-0001", "tpm": 200_000}], max_retries=0,
+                         timeouts=nbllm.Timeouts(idle=0.3))
+    with pytest.raises(nbllm.NbllmError):
+        llm.invoke(BIG_PROMPT)
+    assert _key_wait(llm) == 0.0  # nothing was used: the key is as free as before
+    assert llm.pool.status()[0]["state"] == "ready"
+    started = time.monotonic()
+    assert llm.invoke("hi").text == "fine"
+    assert time.monotonic() - started < 5
+
+
+def test_a_huge_request_in_flight_blocks_its_key_for_a_minute_at_most(scripted_server: ScriptedServer) -> None:
+    url = scripted_server.script("/v1", [Canned(chunks=[3.0, *openai_stream("late")])])
+    llm = fast_retry_llm(url, keys=[{"key": "sk-hostile-tpm-0001", "tpm": 200_000}], streaming=True)
+
+    async def look_while_in_flight() -> tuple[float, str]:
+        task = asyncio.ensure_future(llm.ainvoke(BIG_PROMPT))
+        while not scripted_server.requests:
+            await asyncio.sleep(0.05)
+        wait, state = _key_wait(llm), llm.pool.status()[0]["state"]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return wait, state
+
+    wait, state = asyncio.run(look_while_in_flight())
+    assert 50 < wait <= 61  # one minute's worth of tokens taken, not 2.6 M (13 minutes)
+    assert state.startswith("waiting: TPM")  # and the status says why
+    deadline = time.monotonic() + 2  # the cancel reaches the engine thread a moment later
+    while _key_wait(llm) > 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _key_wait(llm) == 0.0  # cancelled: given back
+
+
+# ---- 3. a retry-after beyond max_retry_after parks the key; the item moves to a key that can serve --
+
+def test_a_day_long_retry_after_moves_the_work_to_the_idle_key(scripted_server: ScriptedServer) -> None:
+    parked = scripted_server.script("/a", [Canned(429, {"error": {"message": "daily limit", "type": "rate_limit_error"}},
+                                                  {"retry-after": "86400"})])
+    healthy = scripted_server.script("/b", [Canned()])
+    llm = fast_retry_llm(None, keys=[{"key": "sk-hostile-day-000A", "base_url": parked, "alias": "A"},
+                                     {"key": "sk-hostile-day-000B", "base_url": healthy, "alias": "B"}])
+    started = time.monotonic()
+    results = llm.map([f"p{i}" for i in range(20)], progress="none")
+    assert time.monotonic() - started < 5
+    assert all(r.ok for r in results) and {r.key_alias for r in results} == {"B"}
+    a_hits = scripted_server.hits["/a/chat/completions"]
+    assert 1 <= a_hits <= 16  # only those sent before the first 429 came back
+    state = {row["alias"]: row["state"] for row in llm.pool.status()}["A"]
+    assert state.startswith("parked 1") and "86400" in state
+
+
+def test_when_every_key_is_parked_the_items_fail_fast_with_a_rate_limit_error(scripted_server: ScriptedServer) -> None:
+    url = scripted_server.script("/a", [Canned(429, {"error": {"message": "daily limit", "type": "rate_limit_error"}},
+                                               {"retry-after": "86400"})])
+    llm = fast_retry_llm(url)
+    started = time.monotonic()
+    results = llm.map(["a", "b", "c", "d", "e"], progress="none")
+    with pytest.raises(nbllm.RateLimitError, match="max_retry_after") as caught:
+        llm.invoke("one more")
+    assert time.monotonic() - started < 5  # neither a day nor max_retry_after (120 s)
+    assert all(isinstance(r.error, nbllm.RateLimitError) for r in results)
+    assert "86400" in str(caught.value) and "key-1" in str(caught.value)
+    assert scripted_server.hits["/a/chat/completions"] <= 5  # nothing sent to the parked key

@@ -141,11 +141,16 @@ def _retry_delay(
         if rate_limits >= RATE_LIMIT_RETRIES:
             return None
         delay = backoff_delay(0, target.retry, error.retry_after, random.random())
-        if delay is None:  # the server asked for a wait longer than we accept: stop using the key a while
-            lease.rate_limited(target.retry.max_retry_after)
-            return None
-        lease.rate_limited(delay)
-        return delay
+        if delay is not None:
+            lease.rate_limited(delay)
+            return delay
+        if target.retry.max_retries and error.retry_after is not None:
+            # the server asked for a longer wait than we accept: park the key for the longest wait we do
+            # accept; the retry goes to a key that can serve, or fails at once if every key is parked
+            lease.rate_limited(target.retry.max_retry_after, asked=error.retry_after)
+            return 0.0
+        lease.rate_limited(target.retry.max_retry_after)  # retries are off (max_retries=0)
+        return None
     lease.released(failed=True)
     return backoff_delay(errors, target.retry, getattr(error, "retry_after", None), random.random())
 
@@ -161,7 +166,10 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
     try:
         async with asyncio.timeout(target.timeouts.total):
             async with get_transport().post(request.url, request.headers, request.body, target.timeouts) as http_response:
-                snapshot = parse_rate_limit_headers(http_response.headers, datetime.now(timezone.utc))
+                # a reset is a wait the server asks for, capped like retry-after (99999h must not block a key)
+                snapshot = parse_rate_limit_headers(http_response.headers, datetime.now(timezone.utc)).capped(
+                    target.retry.max_retry_after
+                )
                 if http_response.status != 200:
                     raise await _status_error(provider, request, http_response, lease, snapshot)
                 if spec.stream and media_type(http_response.headers) == "text/event-stream":
