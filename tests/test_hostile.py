@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -783,3 +785,78 @@ def test_when_every_key_is_parked_the_items_fail_fast_with_a_rate_limit_error(sc
     assert all(isinstance(r.error, nbllm.RateLimitError) for r in results)
     assert "86400" in str(caught.value) and "key-1" in str(caught.value)
     assert scripted_server.hits["/a/chat/completions"] <= 5  # nothing sent to the parked key
+
+
+# ---- 5. store write failures: a bad row costs only that row; a lock is waited out; the batch says so ---
+
+def _answer(i: int, **fields: Any) -> nbllm.Response:
+    return nbllm.Response(**{"text": f"answer {i}", "usage": nbllm.Usage(3, 1), "model": "m",
+                             "finish_reason": "stop", **fields})
+
+
+BAD_ANSWERS = {
+    "finish_reason-list": lambda: _answer(99, **{"finish_reason": ["stop"]}),
+    "usage-1e30": lambda: nbllm.Response(text="big", usage=nbllm.Usage(int(1e30), 1)),
+    "lone-surrogate": lambda: nbllm.Response(text="a JSON escape \ud800 decodes to this"),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_ANSWERS))
+def test_one_unstorable_answer_costs_only_its_own_row(tmp_path, bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with nbllm.Store(tmp_path / "s.sqlite3") as store:
+        request = {"model": "m", "messages": [{"role": "user", "content": "q"}], "params": {}}
+        for i in range(18):  # one group: handed over faster than the writer's 5 ms gathering window
+            answer = BAD_ANSWERS[bad]() if i == 9 else _answer(i)
+            store.record(f"fp-{i}", request, answer, batch="b", index=i)
+        assert store.flush(5)
+        rows = {row["item_index"]: row for row in store.rows("b")}
+        assert [i for i, row in rows.items() if row["ok"]] == [i for i in range(18) if i != 9]
+        assert rows[9]["ok"] == 0 and "could not be stored" in rows[9]["error_message"]
+        assert store.unstored("b") == 1 and store.unstored() == 1
+        assert store.lookup("fp-3").text == "answer 3" and store.lookup("fp-9") is None  # a rerun sends it again
+    assert "nbllm" not in capsys.readouterr().err  # reported to the batch, not printed from a thread
+
+
+LOCK_HOLDER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN IMMEDIATE")  # the write lock, as another kernel's long transaction holds it
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.execute("COMMIT")
+"""
+
+
+def test_a_store_locked_by_another_process_is_waited_out_never_dropped(tmp_path) -> None:
+    path = tmp_path / "s.sqlite3"
+    with nbllm.Store(path, busy_timeout=0.1) as store:  # gives up on the lock after 0.1 s, each try
+        holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path), "1.5"], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "locked"
+        request = {"model": "m", "messages": [], "params": {}}
+        for i in range(10):
+            store.record(f"fp-{i}", request, _answer(i), batch="b", index=i)
+        assert not store.flush(0.5)  # still locked: kept, waiting
+        assert store.pending() == 10
+        holder.wait(10)
+        assert store.flush(10)
+        assert store.count() == 10 and store.unstored() == 0
+
+
+def test_a_batch_reports_answers_it_could_not_store(scripted_server: ScriptedServer, tmp_path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    surrogate = _completion("an escaped lone surrogate \ud800 in the text")
+    url = scripted_server.script("/v1", [Canned()] * 5 + [Canned(body=json.dumps(surrogate))] + [Canned()])
+    path = tmp_path / "reported.sqlite3"
+    llm = fast_retry_llm(url, store=path, concurrency=1)
+    batch = llm.amap([f"p{i}" for i in range(12)], progress="none")
+    results = asyncio.run(_await(batch))
+    assert all(r.ok for r in results)  # every answer is in the results...
+    assert batch.not_stored == 1 and batch.progress.not_stored == 1  # ...one is not in the store, and it says so
+    assert "1 not stored" in batch.progress.summary()
+    warning = capsys.readouterr().err
+    assert "could not be written" in warning and str(path) in warning
+    assert len(list(llm.store.rows())) == 12 and sum(r["ok"] for r in llm.store.rows()) == 11
+
+
+async def _await(batch: Any) -> Any:
+    return await batch

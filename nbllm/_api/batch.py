@@ -28,6 +28,9 @@ from .._types import Failure, MessagesInput, Response
 __all__ = ["Batch"]
 
 _REFRESH_SECONDS = 0.25  # also keeps the caller's loop awake, so a kernel interrupt lands promptly
+# At its end a batch waits this long for the store to commit its last answers, to report those it could not
+# store; rows still waiting on another process's lock after that are written later (never dropped).
+_STORE_REPORT_SECONDS = 5.0
 
 
 class Batch:
@@ -49,6 +52,7 @@ class Batch:
         self.progress = BatchProgress(len(self.prompts), model=runner.model)
         self.display = ProgressDisplay(self.progress, runner.pool.status_rows, mode=progress, desc="nbllm")
         self.stopped_by: BaseException | None = None
+        self.not_stored = 0  # answers the store could not write: they are in the results, a rerun resends them
 
     def __repr__(self) -> str:
         return f"<nbllm Batch {self.id}: {self.progress.format_line()}>"
@@ -68,6 +72,27 @@ class Batch:
             raise
         finally:
             await _settle(workers)
+        await self._report_storage()
+
+    async def _report_storage(self) -> None:
+        """Say which answers did not reach the store (a rerun would send them again)."""
+        store = self.runner.store
+        if store is None:
+            return
+        await asyncio.to_thread(store.flush, _STORE_REPORT_SECONDS)  # off the engine loop
+        self.not_stored = self.progress.not_stored = store.unstored(self.id)
+        if self.not_stored:
+            print(
+                f"nbllm: {self.not_stored} answer(s) of this batch could not be written to the store {store.path} "
+                f"({store.last_write_error}); they are in the results, but a rerun will send them again.",
+                file=sys.stderr,
+            )
+        if store.pending():
+            print(
+                f"nbllm: {store.pending()} answer(s) are still waiting to be written to the store {store.path}, "
+                "which another process keeps locked; they are written when it lets go (keep this process running).",
+                file=sys.stderr,
+            )
 
     def _report_interrupt(self) -> None:
         done, missing = self._kept()
@@ -185,6 +210,8 @@ class Batch:
                     task.result()  # the batch ended early: raise why
                     break
                 yield getter.result()
+            else:
+                await task  # every item is out; let the batch say what the store could not keep
         finally:
             task.cancel()
 
