@@ -64,9 +64,11 @@ class OpenAIProvider(Provider):
         chunk = expect_object(json.loads(data), "an event")
         self._raise_error(chunk)
         state.model = optional_text(chunk.get("model"), "model") or state.model
-        usage = _usage(chunk.get("usage"))
-        if usage.total_tokens:  # usage comes once, in the last chunk; the others carry none or null
-            state.usage = usage
+        usage = chunk.get("usage")
+        if usage is not None:  # usage comes once, in the last chunk; the others carry none or null
+            counted = _usage(usage)
+            if counted.total_tokens:
+                state.usage = counted
         # never index choices[0] blindly: the usage chunk has choices == []
         text = None
         for choice in optional_list(chunk.get("choices"), "choices"):
