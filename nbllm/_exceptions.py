@@ -14,7 +14,7 @@ NbllmError
 │   ├── AuthenticationError   401/403: the key is revoked or lacks permission
 │   ├── QuotaExhaustedError   the key's account has no credit left
 │   ├── BadRequestError       400/404/413/422: the request itself is wrong; retrying will not help
-│   ├── RateLimitError        429 after the retries ran out
+│   ├── RateLimitError        429 after the retries ran out, or every key parked by a long retry-after
 │   └── ServerError           5xx / overloaded after the retries ran out
 ├── StreamInterruptedError    a stream ended or broke before its terminator (.partial_text kept)
 ├── RequestTimeoutError       connect, idle-between-chunks or overall deadline passed
@@ -95,7 +95,8 @@ class BadRequestError(ProviderError):
 
 
 class RateLimitError(ProviderError):
-    """429 Too Many Requests, still failing after the retries."""
+    """429 Too Many Requests, still failing after the retries; or every key that could serve the call asked
+    for a longer wait than ``RetryPolicy.max_retry_after``."""
 
     retryable = True
 

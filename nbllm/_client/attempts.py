@@ -1,9 +1,10 @@
 """One call, end to end: key lease → request → status check → SSE/JSON → Response, with retries.
 
 ``run_call`` is an async generator: it yields text deltas as they arrive, then the finished
-``Response`` as its last item. It retries 408/409/429/5xx, timeouts and broken connections with backoff
-(a 429 cools down only that key, and the retry goes to whichever key is free soonest); a key that is
-revoked or out of quota is disabled and the call moves to another key. Once text has been yielded it
+``Response`` as its last item. It retries 408/409/429/5xx, timeouts, broken connections and malformed
+streams with backoff (a 429 cools down only that key, and the retry goes to whichever key is free soonest;
+a 429 asking for more than ``max_retry_after`` parks the key); a key that is revoked or out of quota is
+disabled and the call moves to another key. Redirects are never followed nor retried. Once text has been yielded it
 never retries silently: a broken stream then raises ``StreamInterruptedError`` with the partial text.
 """
 

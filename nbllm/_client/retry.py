@@ -16,7 +16,8 @@ if is_retryable_status(status, headers):
 - ``x-should-retry: true/false`` from the server overrides everything else.
 - Otherwise 408, 409, 429 and every 5xx (Anthropic's 529 "overloaded" included) are retried.
 - A server-requested wait (``retry-after-ms``, ``retry-after``) is honoured exactly when it is at most
-  ``max_retry_after``; a longer one means "do not retry" (the key pool cools the key down instead).
+  ``max_retry_after``; a longer one means "do not wait" (the attempt loop parks that key instead, and
+  the call goes to another key).
 - Without one: exponential backoff ``min(initial * 2**attempt, max_delay)``, shortened by up to
   ``jitter`` so that many clients hit by the same outage do not come back in lockstep.
 """
@@ -43,8 +44,9 @@ _MAX_EXPONENT = 62
 class RetryPolicy:
     """How often and how patiently to retry.
 
-    ``max_retry_after``: a server-requested wait longer than this is not waited for; the error is
-    raised (or, in the key pool, the key cools down and another key takes the request).
+    ``max_retry_after``: a server-requested wait (``retry-after``, a rate-limit reset) longer than this is
+    not waited for: the key is parked for this long and another key takes the request; the call fails
+    with a ``RateLimitError`` only when every key that could serve it is parked.
     """
 
     max_retries: int = 4

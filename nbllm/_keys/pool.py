@@ -5,13 +5,14 @@
     pool.status()                                   # table: alias, masked key, state, counts, limits
 
 Requests wait in arrival order. The head of the queue goes to the live key that can take it soonest
-(``_keystate.choose_key``), so faster or larger keys get proportionally more work and a slow or
-rate-limited key never sets the pace, as round robin would. A 429 cools down that key only; 401/403 or
-an exhausted quota disables it with the reason shown.
+(``state.choose_key``), so faster or larger keys get proportionally more work and a slow or
+rate-limited key never sets the pace, as round robin would. A 429 cools down that key only (a 429 asking
+for more than the retry policy accepts parks it: not chosen at all for a while); 401/403 or an exhausted
+quota disables it with the reason shown. An attempt that ends without an answer gives its tokens back.
 
 ``KeyPool(keys, shared="redis://host:6379/0")`` (or ``NBLLM_SHARED_POOL`` for ``from_env`` and the
 default pool) shares every key's limits, cooldowns and refusals with all processes using the same Redis
-(``_shared.py``); without it nothing here touches Redis or pays for it.
+(``shared.py``); without it nothing here touches Redis or pays for it.
 """
 
 from __future__ import annotations
