@@ -75,7 +75,9 @@ def _checked_message(i: int, message: Any) -> Message:
 
 
 def check_text(text: str, what: str) -> None:
-    """Raise a ConfigurationError if ``text`` cannot be sent as UTF-8: it holds a lone surrogate."""
+    """Raise a ConfigurationError if ``text`` is not a string that can be sent as UTF-8 (no lone surrogate)."""
+    if not isinstance(text, str):
+        raise ConfigurationError(f"{what} must be a string, got {type(text).__name__}.")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:

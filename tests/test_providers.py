@@ -1,21 +1,32 @@
-"""Pure provider code: request building, stream events and error classification, table-driven."""
+"""Pure provider code: request building, stream events and error classification, table-driven; and any
+JSON value in any position of any event or answer, property-based."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nbllm import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    NbllmError,
     ProviderError,
     QuotaExhaustedError,
     RateLimitError,
     ServerError,
 )
-from nbllm._client.providers import AnthropicProvider, CallSpec, OpenAIProvider, StreamState, resolve_model
+from nbllm._client.providers import (
+    AnthropicProvider,
+    CallSpec,
+    MalformedAnswer,
+    OpenAIProvider,
+    StreamState,
+    resolve_model,
+)
 from nbllm._types import normalize_messages
 
 
@@ -181,11 +192,6 @@ def test_anthropic_errors(status, kind, cls):
 
 
 # ---- any JSON value in any position of any event gives text or a clear error ---------------------------
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from nbllm import NbllmError  # noqa: E402
-from nbllm._client.providers import MalformedAnswer  # noqa: E402
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),

@@ -59,6 +59,8 @@ class LLMSettings:
             raise ConfigurationError("Give keys one way: api_key=, keys=[...] or pool=KeyPool(...).")
         check_concurrency(concurrency)
         check_parameters(temperature, max_tokens, stop, model_kwargs)
+        if system is not None:
+            check_text(system, "The system prompt")
         _check_store(store)
         self.model, self.provider, self.base_url = model, provider, base_url
         self.system, self.temperature, self.max_tokens = system, temperature, max_tokens
