@@ -1,7 +1,11 @@
 """The one error tree of nbllm.
 
 Every error nbllm raises is an ``NbllmError``; its message says what happened and what to do.
-Keys never appear in messages: a key is named by its alias or its masked form (``sk-…abcd``).
+Keys never appear in messages: a key is named by its alias or its masked form (``sk-…abcd``). That holds
+for text a provider sent too (servers echo keys back, in error bodies and in error events inside a
+stream): ``NbllmError`` redacts its message, and ``ProviderError`` the provider's message and error type,
+when the error is made — the one place every path (HTTP status, stream events, batch failures,
+callbacks, ``%%llm`` output, store rows) goes through, so none can forget it.
 
 ```
 NbllmError
@@ -10,7 +14,7 @@ NbllmError
 │   ├── AuthenticationError   401/403: the key is revoked or lacks permission
 │   ├── QuotaExhaustedError   the key's account has no credit left
 │   ├── BadRequestError       400/404/413/422: the request itself is wrong; retrying will not help
-│   ├── RateLimitError        429 after the retries ran out
+│   ├── RateLimitError        429 after the retries ran out, or every key parked by a long retry-after
 │   └── ServerError           5xx / overloaded after the retries ran out
 ├── StreamInterruptedError    a stream ended or broke before its terminator (.partial_text kept)
 ├── RequestTimeoutError       connect, idle-between-chunks or overall deadline passed
@@ -25,6 +29,8 @@ NbllmError
 from __future__ import annotations
 
 from typing import Any
+
+from ._secrets import redact
 
 __all__ = [
     "APIConnectionError",
@@ -51,6 +57,9 @@ class NbllmError(Exception):
     #: Whether the same request may succeed if sent again (possibly with another key).
     retryable: bool = False
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+
 
 class ConfigurationError(NbllmError):
     """Arguments or settings are wrong; the message says which and how to fix them."""
@@ -71,8 +80,8 @@ class ProviderError(NbllmError):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.provider_message = provider_message
-        self.error_type = error_type
+        self.provider_message = redact(provider_message)
+        self.error_type = redact(error_type)
         self.retry_after = retry_after
         self.key_alias = key_alias
 
@@ -90,7 +99,8 @@ class BadRequestError(ProviderError):
 
 
 class RateLimitError(ProviderError):
-    """429 Too Many Requests, still failing after the retries."""
+    """429 Too Many Requests, still failing after the retries; or every key that could serve the call asked
+    for a longer wait than ``RetryPolicy.max_retry_after``."""
 
     retryable = True
 

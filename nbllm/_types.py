@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence, Union
 
@@ -17,6 +18,8 @@ __all__ = [
     "Response",
     "StreamEvent",
     "Usage",
+    "check_json",
+    "check_text",
     "normalize_messages",
 ]
 
@@ -29,23 +32,14 @@ _ROLES = {"system", "user", "assistant", "developer", "tool"}
 def normalize_messages(messages: MessagesInput, system: str | None = None) -> list[Message]:
     """Turn a prompt string or a list of role/content dicts into a checked message list.
 
-    A ``system`` prompt is put first unless the list already starts with one.
+    A ``system`` prompt is put first unless the list already starts with one. Everything must be
+    sendable as UTF-8 JSON; what is not raises a ``ConfigurationError`` naming the message and position.
     """
     if isinstance(messages, str):
+        check_text(messages, "The prompt")
         out: list[Message] = [{"role": "user", "content": messages}]
     elif isinstance(messages, Sequence):
-        out = []
-        for i, message in enumerate(messages):
-            if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
-                raise ConfigurationError(
-                    f"Message {i} must be a dict with 'role' and 'content', got {type(message).__name__}. "
-                    'Pass a string, or a list like [{"role": "user", "content": "Hi"}].'
-                )
-            if message["role"] not in _ROLES:
-                raise ConfigurationError(
-                    f"Message {i} has role {message['role']!r}; use one of {sorted(_ROLES)}."
-                )
-            out.append(dict(message))
+        out = [_checked_message(i, message) for i, message in enumerate(messages)]
     else:
         raise ConfigurationError(
             f"A prompt must be a string or a list of messages, got {type(messages).__name__}."
@@ -53,8 +47,64 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
     if not out:
         raise ConfigurationError("The prompt is empty: pass a string or at least one message.")
     if system and out[0]["role"] != "system":
+        check_text(system, "The system prompt")
         out.insert(0, {"role": "system", "content": system})
     return out
+
+
+def _checked_message(i: int, message: Any) -> Message:
+    if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+        raise ConfigurationError(
+            f"Message {i} must be a dict with 'role' and 'content', got {type(message).__name__}. "
+            'Pass a string, or a list like [{"role": "user", "content": "Hi"}].'
+        )
+    if message["role"] not in _ROLES:
+        raise ConfigurationError(f"Message {i} has role {message['role']!r}; use one of {sorted(_ROLES)}.")
+    content = message["content"]
+    if isinstance(content, str):  # the common case, checked cheaply
+        check_text(content, f"Message {i}'s content")
+    elif isinstance(content, list) and all(isinstance(part, Mapping) for part in content):
+        check_json(content, f"Message {i}'s content")
+    elif content is not None:  # None: an assistant message that only calls tools
+        raise ConfigurationError(
+            f"Message {i}'s content must be a string or a list of content parts (dicts such as "
+            f'{{"type": "text", "text": "Hi"}}), got {type(content).__name__}.'
+        )
+    if len(message) > 2:  # name, tool_calls, tool_call_id…
+        check_json({k: v for k, v in message.items() if k != "content"}, f"Message {i}")
+    return dict(message)
+
+
+def check_text(text: str, what: str) -> None:
+    """Raise a ConfigurationError if ``text`` is not a string that can be sent as UTF-8 (no lone surrogate)."""
+    if not isinstance(text, str):
+        raise ConfigurationError(f"{what} must be a string, got {type(text).__name__}.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise _surrogate_error(what, error) from None
+
+
+def check_json(value: Any, what: str) -> None:
+    """Raise a ConfigurationError if ``value`` cannot be sent as UTF-8 JSON (as the request body is)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise _surrogate_error(what, error, " of its JSON form") from None
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ConfigurationError(
+            f"{what} cannot be sent as JSON ({error}). Use strings, finite numbers, booleans, None, "
+            "and lists or dicts of those."
+        ) from None
+
+
+def _surrogate_error(what: str, error: UnicodeEncodeError, within: str = "") -> ConfigurationError:
+    char = error.object[error.start]
+    return ConfigurationError(
+        f"{what} has a character that cannot be sent: a lone surrogate (U+{ord(char):04X}) at position "
+        f"{error.start}{within}. Text decoded with errors='surrogateescape' (file names, some files) carries these; "
+        "clean it first, e.g. text.encode('utf-8', 'replace').decode('utf-8')."
+    )
 
 
 @dataclass

@@ -164,3 +164,69 @@ async def test_a_pool_with_every_key_disabled_fails_fast():
         await pool.acquire("openai", "m", 1)
     with pytest.raises(nbllm.NoKeyAvailableError, match="serves anthropic"):
         await KeyPool([{"key": "sk-b-123456789", "provider": "openai"}]).acquire("anthropic", "claude", 1)
+
+
+# ---- hostile headers and long waits, on a controlled clock (issue: hostile providers) -----------------
+
+def test_a_request_above_a_minute_of_tpm_takes_only_a_minute_and_gives_it_back():
+    state = KeyState(ApiKey("sk-a-123456789", "a", tpm=60_000))  # 1000 tokens/s
+    taken = state.take(2_500_000, 0.0)
+    assert taken == pytest.approx(60_000)
+    assert state.wait_time(1, 0.0) == pytest.approx(59.0, abs=0.01)  # a minute, not 42
+    assert state.state_text(0.0) == "waiting: TPM 59.0s"
+    state.release(taken, 0.0)  # rejected: nothing was used
+    assert state.wait_time(1, 0.0) == 0.0 and state.state_text(0.0) == "ready"
+
+
+def test_an_answer_corrects_the_capped_take_to_real_usage():
+    state = KeyState(ApiKey("sk-a-123456789", "a", tpm=60_000))
+    taken = state.take(2_500_000, 0.0)
+    state.finish(taken, 30_000, 0.0)
+    assert state.wait_time(1, 0.0) == pytest.approx(29.0, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("setup", "text"),
+    [(lambda s: s.cool_down(3.0, 0.0), "cooling down 3.0s"),
+     (lambda s: s.learn(RateLimitSnapshot(remaining_requests=0, reset_requests=7.5), 0.0), "blocked by reset header 7.5s"),
+     (lambda s: s.cool_down(120.0, 0.0, asked=86400.0), "parked 120.0s: the server asked to wait 86400s"),
+     (lambda s: [s.take(1, 0.0) for _ in range(30)], "waiting: RPM 2.1s"),
+     (lambda s: [s.take(1, 0.0) for _ in range(10)], "ready")],  # 0.1 s: the normal pacing of a busy key
+    ids=["cooldown", "reset", "parked", "rpm", "short-wait"],
+)
+def test_status_says_why_a_key_waits(setup, text):
+    state = KeyState(ApiKey("sk-a-123456789", "a", rpm=600))  # 10 requests a second
+    setup(state)
+    assert state.state_text(0.0) == text
+
+
+def test_remaining_zero_blocks_until_reset_even_without_a_limit():
+    state = KeyState(ApiKey("sk-a-123456789", "a"))
+    state.learn(RateLimitSnapshot(remaining_tokens=0, reset_tokens=4.0), 0.0)
+    assert state.wait_time(1, 1.0) == pytest.approx(3.0) and state.wait_time(1, 4.0) == 0.0
+
+
+def test_a_snapshot_caps_its_resets():
+    snapshot = RateLimitSnapshot(remaining_requests=0, reset_requests=359_996_400.0, reset_tokens=2.0)
+    capped = snapshot.capped(120.0)
+    assert capped.reset_requests == 120.0 and capped.reset_tokens == 2.0 and capped.remaining_requests == 0
+
+
+def test_a_parked_key_is_not_chosen_until_its_parking_ends():
+    a, b = states(ApiKey("sk-a-123456789", "a"), ApiKey("sk-b-123456789", "b"))
+    a.cool_down(120.0, 0.0, asked=86400.0)
+    assert choose_key([a, b], "openai", "m", 1, 1.0).state is b
+    b.disabled = "key refused (HTTP 401)"
+    nothing = choose_key([a, b], "openai", "m", 1, 1.0)
+    assert nothing.state is None and nothing.wait == math.inf
+    assert choose_key([a, b], "openai", "m", 1, 120.5).state is a  # parked for the capped time only
+
+
+async def test_a_pool_whose_keys_are_all_parked_fails_fast_with_a_rate_limit_error():
+    pool = KeyPool([ApiKey("sk-a-123456789", "a"), ApiKey("sk-b-123456789", "b")], clock=lambda: 0.0)
+    lease = await pool.acquire("openai", "m", 1)
+    lease.rate_limited(120.0, asked=86400.0)
+    pool.key_state("b").disabled = "out of quota"
+    with pytest.raises(nbllm.RateLimitError, match="max_retry_after") as caught:
+        await asyncio.wait_for(pool.acquire("openai", "m", 1), 1.0)
+    assert "a: parked" in str(caught.value) and "b: out of quota" in str(caught.value)

@@ -1,21 +1,32 @@
-"""Pure provider code: request building, stream events and error classification, table-driven."""
+"""Pure provider code: request building, stream events and error classification, table-driven; and any
+JSON value in any position of any event or answer, property-based."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nbllm import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    NbllmError,
     ProviderError,
     QuotaExhaustedError,
     RateLimitError,
     ServerError,
 )
-from nbllm._client.providers import AnthropicProvider, CallSpec, OpenAIProvider, StreamState, resolve_model
+from nbllm._client.providers import (
+    AnthropicProvider,
+    CallSpec,
+    MalformedAnswer,
+    OpenAIProvider,
+    StreamState,
+    resolve_model,
+)
 from nbllm._types import normalize_messages
 
 
@@ -178,3 +189,98 @@ def test_anthropic_errors(status, kind, cls):
     error = AnthropicProvider().error_from_response(status, body, retry_after=2.0)
     assert type(error) is cls and error.retry_after == 2.0
     assert isinstance(error, ProviderError)
+
+
+# ---- any JSON value in any position of any event gives text or a clear error ---------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+OPENAI_EVENTS = [
+    {"id": "c", "model": "gpt", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+    {"id": "c", "model": "gpt", "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]},
+    {"id": "c", "model": "gpt", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    {"id": "c", "model": "gpt", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}},
+    {"error": {"message": "overloaded", "type": "server_error", "code": None}},
+]
+ANTHROPIC_EVENTS = [
+    {"type": "message_start", "message": {"model": "claude", "usage": {"input_tokens": 3, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2, "input_tokens": 3}},
+    {"type": "message_stop"},
+    {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}},
+]
+COMPLETIONS = {
+    "openai": {"model": "gpt", "choices": [{"message": {"content": "Hi"}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 3, "completion_tokens": 1}},
+    "anthropic": {"model": "claude", "content": [{"type": "text", "text": "Hi"}], "stop_reason": "end_turn",
+                  "usage": {"input_tokens": 3, "output_tokens": 1}},
+}
+PROVIDERS = {"openai": OpenAIProvider(), "anthropic": AnthropicProvider()}
+
+
+def _paths(value, path=()):
+    """Every position in a JSON tree, the root included."""
+    yield path
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        yield from _paths(child, (*path, key))
+
+
+def _replaced(value, path, new):
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replaced(copy[path[0]], path[1:], new)
+    return copy
+
+
+@st.composite
+def _one_value_replaced(draw, values):
+    """``values`` with one position of one of them (any depth, or the whole) replaced by any JSON value."""
+    index = draw(st.integers(0, len(values) - 1))
+    path = draw(st.sampled_from(list(_paths(values[index]))))
+    out = list(values)
+    out[index] = _replaced(values[index], path, draw(JSON_VALUES))
+    return out
+
+
+def _check_state(state: StreamState) -> None:
+    assert all(isinstance(part, str) for part in state.text_parts)
+    assert state.finish_reason is None or isinstance(state.finish_reason, str)
+    assert isinstance(state.model, str)
+    for count in (state.usage.prompt_tokens, state.usage.completion_tokens):
+        assert type(count) is int and 0 <= count < 2**63  # fits a SQLite INTEGER
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_json_in_any_event_gives_text_or_a_clear_error(wire, data):
+    events = data.draw(_one_value_replaced(OPENAI_EVENTS if wire == "openai" else ANTHROPIC_EVENTS))
+    state = StreamState()
+    for event in events:
+        try:
+            text = PROVIDERS[wire].feed_event(state, "message", json.dumps(event))
+        except (NbllmError, MalformedAnswer):
+            break  # a provider error, or a malformed stream the client retries
+        assert text is None or (isinstance(text, str) and text)
+    _check_state(state)
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_json_in_any_position_of_a_completion_gives_text_or_a_clear_error(wire, data):
+    (body,) = data.draw(_one_value_replaced([COMPLETIONS[wire]]))
+    try:
+        completion = PROVIDERS[wire].parse_completion(body)
+    except (NbllmError, MalformedAnswer):
+        return
+    assert isinstance(completion.text, str) and isinstance(completion.model, str)
+    assert completion.finish_reason is None or isinstance(completion.finish_reason, str)
+    state = StreamState(usage=completion.usage)
+    _check_state(state)

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from .. import _engine
 from .._call import CallRunner, PreparedCall, accept_answer
-from .._exceptions import BatchInterrupted, NoKeyAvailableError, StructuredOutputError
+from .._exceptions import BatchInterrupted, NbllmError, NoKeyAvailableError, StructuredOutputError
 from .._progress import BatchProgress, ProgressDisplay
 from .._structured import as_schema
 from .._types import Failure, MessagesInput, Response
@@ -33,6 +33,9 @@ from .results import Results
 __all__ = ["Batch"]
 
 _REFRESH_SECONDS = 0.25  # also keeps the caller's loop awake, so a kernel interrupt lands promptly
+# At its end a batch waits this long for the store to commit its last answers, to report those it could not
+# store; rows still waiting on another process's lock after that are written later (never dropped).
+_STORE_REPORT_SECONDS = 5.0
 
 
 class Batch:
@@ -59,6 +62,7 @@ class Batch:
         self.progress = BatchProgress(len(self.prompts), model=runner.model, structured=self.schema is not None)
         self.display = ProgressDisplay(self.progress, runner.pool.status_rows, mode=progress, desc="nbllm")
         self.stopped_by: BaseException | None = None
+        self.not_stored = 0  # answers the store could not write: they are in the results, a rerun resends them
 
     def __repr__(self) -> str:
         return f"<nbllm Batch {self.id}: {self.progress.format_line()}>"
@@ -66,7 +70,7 @@ class Batch:
     # ---- engine side ------------------------------------------------------------------------------
     async def _run(self, emit: Callable[[int, Any], None] | None = None) -> None:
         """On the engine: answer cached items, then run the rest with ``concurrency`` workers."""
-        calls = self._prepare()
+        calls = self._prepare(emit)
         pending = self._serve_cached(calls, emit)
         todo = iter(pending)
         workers = [asyncio.create_task(self._worker(todo, calls, emit)) for _ in range(min(self.concurrency, len(pending)))]
@@ -78,6 +82,27 @@ class Batch:
             raise
         finally:
             await _settle(workers)
+        await self._report_storage()
+
+    async def _report_storage(self) -> None:
+        """Say which answers did not reach the store (a rerun would send them again)."""
+        store = self.runner.store
+        if store is None:
+            return
+        await asyncio.to_thread(store.flush, _STORE_REPORT_SECONDS)  # off the engine loop
+        self.not_stored = self.progress.not_stored = store.unstored(self.id)
+        if self.not_stored:
+            print(
+                f"nbllm: {self.not_stored} answer(s) of this batch could not be written to the store {store.path} "
+                f"({store.last_write_error}); they are in the results, but a rerun will send them again.",
+                file=sys.stderr,
+            )
+        if store.pending():
+            print(
+                f"nbllm: {store.pending()} answer(s) are still waiting to be written to the store {store.path}, "
+                "which another process keeps locked; they are written when it lets go (keep this process running).",
+                file=sys.stderr,
+            )
 
     def _report_interrupt(self) -> None:
         done, missing = self._kept()
@@ -87,34 +112,42 @@ class Batch:
             file=sys.stderr,
         )
 
-    def _prepare(self) -> list[PreparedCall]:
+    def _prepare(self, emit: Callable[[int, Any], None] | None = None) -> list[PreparedCall | None]:
         """Every prompt as a call; identical prompts in one batch are distinct samples (the n-th copy
-        gets sample n), so a rerun finds each copy's own answer."""
+        gets sample n), so a rerun finds each copy's own answer. A prompt that cannot be sent (a lone
+        surrogate, a malformed message) is that item's Failure at once, and None in the list."""
         fingerprints = self.needs_fingerprints or self.runner.store is not None
         seen: dict[str, int] = {}
-        calls = []
-        for prompt in self.prompts:
+        calls: list[PreparedCall | None] = []
+        for i, prompt in enumerate(self.prompts):
             sample = 0
             if fingerprints:
-                text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+                text = _identity(prompt)
                 sample = seen.get(text, 0)
                 seen[text] = sample + 1
-            calls.append(self.runner.prepare(prompt, stream=self.streaming, overrides=self.overrides,
-                                             sample=sample, fingerprint=fingerprints))
+            try:
+                calls.append(self.runner.prepare(prompt, stream=self.streaming, overrides=self.overrides,
+                                                 sample=sample, fingerprint=fingerprints))
+            except NbllmError as error:
+                calls.append(None)
+                self._finish(i, Failure(error, prompt), emit)
         return calls
 
-    def _serve_cached(self, calls: list[PreparedCall], emit: Callable[[int, Any], None] | None) -> list[int]:
+    def _serve_cached(self, calls: list[PreparedCall | None], emit: Callable[[int, Any], None] | None) -> list[int]:
         """Finish every item the store already answered; return the indexes still to send.
 
         With a schema each stored answer is judged offline: one that fits is finished, one that no
         longer fits is re-asked from that answer (it goes out with the call as ``previous``).
         """
         store = self.runner.store
+        sendable = [i for i, call in enumerate(calls) if call is not None]
         if store is None or not self.cache:
-            return list(range(len(calls)))
-        hits = store.lookup_many(call.fingerprint for call in calls)  # type: ignore[misc]
+            return sendable
+        hits = store.lookup_many(calls[i].fingerprint for i in sendable)  # type: ignore[union-attr,misc]
         pending = []
-        for i, call in enumerate(calls):
+        for i in sendable:
+            call = calls[i]
+            assert call is not None
             hit = hits.get(call.fingerprint)  # type: ignore[arg-type]
             if hit is not None and call.schema is not None:
                 accepted = accept_answer(call, hit)
@@ -127,10 +160,10 @@ class Batch:
                 self._finish(i, hit, emit)
         return pending
 
-    async def _worker(self, todo: Any, calls: list[PreparedCall], emit: Callable[[int, Any], None] | None) -> None:
+    async def _worker(self, todo: Any, calls: list[PreparedCall | None], emit: Callable[[int, Any], None] | None) -> None:
         for i in todo:
             try:
-                result: Response | Failure = await self.runner.answer(calls[i], cache=False, batch=self.id, index=i)
+                result: Response | Failure = await self.runner.answer(calls[i], cache=False, batch=self.id, index=i)  # type: ignore[arg-type]
             except NoKeyAvailableError as error:
                 self.stopped_by = error
                 self._finish(i, Failure(error, self.prompts[i]), emit)
@@ -201,6 +234,8 @@ class Batch:
                     task.result()  # the batch ended early: raise why
                     break
                 yield getter.result()
+            else:
+                await task  # every item is out; let the batch say what the store could not keep
         finally:
             task.cancel()
 
@@ -228,6 +263,16 @@ class Batch:
     def _keep(self) -> None:
         if self.on_results is not None:
             self.on_results(self.results)
+
+
+def _identity(prompt: MessagesInput) -> str:
+    """A text that is equal for equal prompts (to number identical prompts as samples)."""
+    if isinstance(prompt, str):
+        return prompt
+    try:
+        return json.dumps(prompt, sort_keys=True, default=str)
+    except (TypeError, ValueError):  # keys that cannot be sorted: prepare() says what is wrong
+        return repr(prompt)
 
 
 async def _settle(workers: list[asyncio.Task[None]]) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import _engine
 from .._batchapi import BatchAPIOptions
-from .._call import CallRunner, LLMSettings
+from .._call import CallRunner, LLMSettings, check_concurrency
 from .._exceptions import ConfigurationError
 from .._keys import KeyPool
 from .._store import Store
@@ -145,12 +145,13 @@ class LLM(LLMSettings):
         rounds and polling. With a schema, answers that do not fit are repaired online (a provider
         batch cannot re-ask).
         """
-        if concurrency is not None and concurrency < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}.")
+        if concurrency is not None:
+            check_concurrency(concurrency)
         if mode not in ("online", "batch"):
             raise ConfigurationError(f"mode must be 'online' or 'batch', not {mode!r}.")
         if mode == "online" and (fallback is not None or batch_api is not None):
             raise ConfigurationError("fallback= and batch_api= apply to mode='batch' only.")
+        self.runner.check_overrides(overrides)  # wrong for every item: say so once, send nothing
         common = dict(cache=True if cache is None else cache, progress=progress or self.progress,
                       concurrency=concurrency or self.concurrency, overrides=overrides, on_results=self._keep_results)
         if mode == "batch":

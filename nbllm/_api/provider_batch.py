@@ -67,7 +67,7 @@ class ProviderBatchRun(Batch):
 
     # ---- engine side ------------------------------------------------------------------------------
     async def _run(self, emit: Emit = None) -> None:
-        calls = self._prepare()
+        calls = self._prepare(emit)
         pending = self._serve_cached(calls, emit)
         store = self.runner.store
         scratch = Store(":memory:") if store is None else None  # without a store nothing can be re-attached
@@ -80,8 +80,9 @@ class ProviderBatchRun(Batch):
         finally:
             if scratch is not None:
                 scratch.close()
+        await self._report_storage()
 
-    async def _rounds(self, calls: list[PreparedCall], todo: list[int], store: Store, emit: Emit) -> dict[int, None]:
+    async def _rounds(self, calls: list[PreparedCall | None], todo: list[int], store: Store, emit: Emit) -> dict[int, None]:
         """Send ``todo`` through provider batches, round after round; return what goes online (in order)."""
         route = self.runner.route
         job = ProviderBatchJob(route.target, store, job_id=self.id, endpoint=route.endpoint, options=self.options,
@@ -108,7 +109,7 @@ class ProviderBatchRun(Batch):
             todo = retry
         return online
 
-    def _collected(self, item: BatchItem, outcome: LineOutcome, calls: list[PreparedCall],
+    def _collected(self, item: BatchItem, outcome: LineOutcome, calls: list[PreparedCall | None],
                    online: dict[int, None], emit: Emit) -> None:
         """An answer arrived from a batch: keep it, or send the item online when the check rejects it."""
         if outcome.response is None or self.results[item.index] is not None:
@@ -125,7 +126,7 @@ class ProviderBatchRun(Batch):
     def _show_counts(self, counts: Counts, waiting: int) -> None:
         self.progress.set_provider_counts(counts.as_dict(), waiting)
 
-    async def _answer_online(self, indexes: list[int], calls: list[PreparedCall], emit: Emit) -> None:
+    async def _answer_online(self, indexes: list[int], calls: list[PreparedCall | None], emit: Emit) -> None:
         """The fallback and the repairs: these items as online calls, ``concurrency`` at a time."""
         if not indexes:
             return

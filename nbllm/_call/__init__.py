@@ -14,7 +14,7 @@ The HTTP exchange itself (lease → request → decode → retries) is ``nbllm._
 from .route import Route, default_route, reset_defaults, resolve_route, shared_store
 from .prepared import PreparedCall
 from .runner import CallRunner
-from .settings import DEFAULT_CONCURRENCY, LLMSettings
+from .settings import DEFAULT_CONCURRENCY, LLMSettings, check_concurrency
 from .structured import accept_answer, capabilities
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Route",
     "accept_answer",
     "capabilities",
+    "check_concurrency",
     "default_route",
     "reset_defaults",
     "resolve_route",

@@ -29,10 +29,10 @@ from .._client import CallSpec, run_call
 from .._keys import KeyPool
 from .._store import Store, request_fingerprint
 from .._structured import as_schema
-from .._types import LLMResult, MessagesInput, Response, normalize_messages
+from .._types import LLMResult, MessagesInput, Response, check_text, normalize_messages
 from .prepared import PreparedCall
 from .route import Route, resolve_route, resolve_store
-from .settings import LLMSettings
+from .settings import LLMSettings, check_parameters
 from .structured import answer_structured
 
 __all__ = ["CallRunner", "PreparedCall"]
@@ -87,24 +87,47 @@ class CallRunner:
         (default: if answers are stored); a batch decides once for all its prompts. ``schema`` and
         ``max_reasks`` (overrides or settings) make it a structured call; they are not part of the
         fingerprint, so the store's raw answers serve any schema (docs/ARCHITECTURE.md, "Structured answers").
+        Anything that could not be sent raises a ``ConfigurationError`` here, before a key is leased.
         """
-        settings, overrides = self.settings, dict(overrides or {})
-        schema = overrides.pop("schema", settings.schema)
-        max_reasks = overrides.pop("max_reasks", settings.max_reasks)
+        overrides = dict(overrides or {})
+        schema = overrides.pop("schema", self.settings.schema)
+        max_reasks = overrides.pop("max_reasks", self.settings.max_reasks)
+        system, spec = self._spec(stream, overrides)
+        spec.messages = normalize_messages(prompt, system)
+        if fingerprint is None:
+            fingerprint = self.store is not None
+        return PreparedCall(spec, self._fingerprint(spec, sample) if fingerprint else None,
+                            None if schema is None else as_schema(schema), max_reasks)
+
+    def check_overrides(self, overrides: dict[str, Any]) -> None:
+        """Raise a ConfigurationError now if no call with these overrides could be sent (a batch checks
+        once, before its first item, instead of failing every item alike)."""
+        overrides = dict(overrides)
+        schema = overrides.pop("schema", None)
+        overrides.pop("max_reasks", None)
+        if schema is not None:
+            as_schema(schema)
+        system, _ = self._spec(True, overrides)
+        if system is not None:
+            check_text(system, "The system prompt")
+
+    def _spec(self, stream: bool, overrides: dict[str, Any]) -> tuple[str | None, CallSpec]:
+        """(system prompt, spec without messages) from the settings and ``overrides``, checked: settings
+        may have changed since the LLM was made (``llm.max_tokens = ...``)."""
+        settings, overrides = self.settings, dict(overrides)
         stop = overrides.pop("stop", settings.stop)
+        system = overrides.pop("system", settings.system)
         spec = CallSpec(
             model=self.model,
-            messages=normalize_messages(prompt, overrides.pop("system", settings.system)),
+            messages=[],
             temperature=overrides.pop("temperature", settings.temperature),
             max_tokens=overrides.pop("max_tokens", settings.max_tokens),
             stop=[stop] if isinstance(stop, str) else stop,
             stream=stream,
             extra={**settings.model_kwargs, **overrides},
         )
-        if fingerprint is None:
-            fingerprint = self.store is not None
-        return PreparedCall(spec, self._fingerprint(spec, sample) if fingerprint else None,
-                            None if schema is None else as_schema(schema), max_reasks)
+        check_parameters(spec.temperature, spec.max_tokens, spec.stop, spec.extra)
+        return system, spec
 
     def _fingerprint(self, spec: CallSpec, sample: int) -> str:
         route = self.route

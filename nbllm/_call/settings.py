@@ -7,19 +7,20 @@ made without an ``LLM`` holds a bare ``LLMSettings``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._client import RetryPolicy, Timeouts
 from .._exceptions import ConfigurationError
 from .._keys import ApiKey, KeyPool, KeySpec
+from .._store import Store
 from .._structured import as_schema
+from .._types import check_json, check_text
 
-if TYPE_CHECKING:
-    from .._store import Store
-
-__all__ = ["DEFAULT_CONCURRENCY", "LLMSettings"]
+__all__ = ["DEFAULT_CONCURRENCY", "LLMSettings", "check_concurrency", "check_parameters"]
 
 DEFAULT_CONCURRENCY = 32
 
@@ -63,8 +64,11 @@ class LLMSettings:
             as_schema(schema)  # a wrong schema= fails here, not on the first call
         if sum(x is not None for x in (api_key, keys, pool)) > 1:
             raise ConfigurationError("Give keys one way: api_key=, keys=[...] or pool=KeyPool(...).")
-        if concurrency < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}.")
+        check_concurrency(concurrency)
+        check_parameters(temperature, max_tokens, stop, model_kwargs)
+        if system is not None:
+            check_text(system, "The system prompt")
+        _check_store(store)
         self.model, self.provider, self.base_url = model, provider, base_url
         self.system, self.temperature, self.max_tokens = system, temperature, max_tokens
         self.stop = [stop] if isinstance(stop, str) else (list(stop) if stop else None)
@@ -94,6 +98,45 @@ class LLMSettings:
 _FIELDS = ("model", "provider", "base_url", "system", "temperature", "max_tokens", "stop", "streaming",
            "callbacks", "concurrency", "cache", "progress", "timeouts", "retry", "auth_header",
            "model_kwargs", "store_setting", "explicit_pool", "schema", "max_reasks")
+
+
+def check_concurrency(concurrency: Any) -> None:
+    """Concurrency is a whole number of requests at once, at least 1."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(f"concurrency must be a whole number of at least 1, got {_shown(concurrency)}.")
+
+
+def check_parameters(temperature: Any, max_tokens: Any, stop: Any, extra: Mapping[str, Any]) -> None:
+    """Raise a ConfigurationError that names the parameter if a call could not be sent with these."""
+    if temperature is not None and not _finite_number(temperature, minimum=0):
+        raise ConfigurationError(f"temperature must be a number of at least 0 (e.g. 0.7) or None, got {_shown(temperature)}.")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0):
+        raise ConfigurationError(f"max_tokens must be a whole number (e.g. 500) or None, got {_shown(max_tokens)}.")
+    stops = [stop] if isinstance(stop, str) else stop
+    if stops is not None and (not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) for s in stops)):
+        raise ConfigurationError(f"stop must be a string or a list of strings, got {_shown(stop)}.")
+    for i, sequence in enumerate(stops or ()):
+        check_text(sequence, f"stop sequence {i}")
+    for name, value in extra.items():
+        check_json(value, f"The parameter {name}")
+
+
+def _finite_number(value: Any, minimum: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= minimum
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_store(store: Any) -> None:
+    if store is None or isinstance(store, (bool, str, os.PathLike, Store)):
+        return
+    raise ConfigurationError(
+        f"store must be a path (str or Path), a Store, True (the shared store) or False (none), "
+        f"got {type(store).__name__}."
+    )
 
 
 def _pool_from(api_key: str | None, keys: Sequence[KeySpec] | None, base_url: str | None,

@@ -1,9 +1,10 @@
 """One call, end to end: key lease → request → status check → SSE/JSON → Response, with retries.
 
 ``run_call`` is an async generator: it yields text deltas as they arrive, then the finished
-``Response`` as its last item. It retries 408/409/429/5xx, timeouts and broken connections with backoff
-(a 429 cools down only that key, and the retry goes to whichever key is free soonest); a key that is
-revoked or out of quota is disabled and the call moves to another key. Once text has been yielded it
+``Response`` as its last item. It retries 408/409/429/5xx, timeouts, broken connections and malformed
+streams with backoff (a 429 cools down only that key, and the retry goes to whichever key is free soonest;
+a 429 asking for more than ``max_retry_after`` parks the key); a key that is revoked or out of quota is
+disabled and the call moves to another key. Redirects are never followed nor retried. Once text has been yielded it
 never retries silently: a broken stream then raises ``StreamInterruptedError`` with the partial text.
 """
 
@@ -38,7 +39,15 @@ from .http import (
     TransportTimeout,
     get_transport,
 )
-from .providers import CallSpec, Provider, StreamState, make_provider
+from .providers import (
+    CallSpec,
+    HttpRequest,
+    MalformedAnswer,
+    Provider,
+    StreamState,
+    error_for_redirect,
+    make_provider,
+)
 from .ratelimits import parse_rate_limit_headers
 from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
 from .sse import SSEError, aiter_sse
@@ -133,11 +142,16 @@ def _retry_delay(
         if rate_limits >= RATE_LIMIT_RETRIES:
             return None
         delay = backoff_delay(0, target.retry, error.retry_after, random.random())
-        if delay is None:  # the server asked for a wait longer than we accept: stop using the key a while
-            lease.rate_limited(target.retry.max_retry_after)
-            return None
-        lease.rate_limited(delay)
-        return delay
+        if delay is not None:
+            lease.rate_limited(delay)
+            return delay
+        if target.retry.max_retries and error.retry_after is not None:
+            # the server asked for a longer wait than we accept: park the key for the longest wait we do
+            # accept; the retry goes to a key that can serve, or fails at once if every key is parked
+            lease.rate_limited(target.retry.max_retry_after, asked=error.retry_after)
+            return 0.0
+        lease.rate_limited(target.retry.max_retry_after)  # retries are off (max_retries=0)
+        return None
     lease.released(failed=True)
     return backoff_delay(errors, target.retry, getattr(error, "retry_after", None), random.random())
 
@@ -153,9 +167,12 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
     try:
         async with asyncio.timeout(target.timeouts.total):
             async with get_transport().post(request.url, request.headers, request.body, target.timeouts) as http_response:
-                snapshot = parse_rate_limit_headers(http_response.headers, datetime.now(timezone.utc))
+                # a reset is a wait the server asks for, capped like retry-after (99999h must not block a key)
+                snapshot = parse_rate_limit_headers(http_response.headers, datetime.now(timezone.utc)).capped(
+                    target.retry.max_retry_after
+                )
                 if http_response.status != 200:
-                    raise await _status_error(provider, http_response, lease, snapshot)
+                    raise await _status_error(provider, request, http_response, lease, snapshot)
                 if spec.stream and media_type(http_response.headers) == "text/event-stream":
                     async for text in _read_stream(provider, http_response, attempt):
                         yield text
@@ -174,14 +191,20 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
     yield _response(attempt, spec, lease, provider)
 
 
-async def _status_error(provider: Provider, http_response: HttpResponse, lease: Lease, snapshot) -> ProviderError:
+async def _status_error(
+    provider: Provider, request: HttpRequest, http_response: HttpResponse, lease: Lease, snapshot
+) -> ProviderError:
+    lease.learn(snapshot)
+    if 300 <= http_response.status < 400:  # never followed, never retried (see docs/ARCHITECTURE.md, Transport)
+        error = error_for_redirect(provider.name, http_response.status, request.url, http_response.headers.get("location"))
+        error.key_alias = lease.alias
+        return error
     body = (await http_response.aread()).decode("utf-8", "replace")
     retry_after = parse_retry_after(http_response.headers, time.time())
     error = provider.error_from_response(http_response.status, body, retry_after)
     error.key_alias = lease.alias
     # the one retry rule (status, x-should-retry); the error class only says what went wrong
     error.retryable = is_retryable_status(http_response.status, http_response.headers)
-    lease.learn(snapshot)
     return error
 
 
@@ -197,8 +220,8 @@ async def _read_stream(provider: Provider, http_response: HttpResponse, attempt:
             raise _interrupted(str(error), attempt) from None
         try:
             text = provider.feed_event(state, event.event, event.data)
-        except ValueError:  # malformed JSON in an event: the stream can no longer be trusted
-            raise _interrupted("a malformed event arrived", attempt) from None
+        except ValueError as error:  # invalid JSON, or JSON of the wrong shape: the stream cannot be trusted
+            raise _interrupted(f"a malformed event arrived ({_why_malformed(error)})", attempt) from None
         if text:
             if attempt.first_token_at is None:
                 attempt.first_token_at = time.perf_counter()
@@ -213,13 +236,22 @@ async def _read_stream(provider: Provider, http_response: HttpResponse, attempt:
 async def _read_json(provider: Provider, http_response: HttpResponse, attempt: _Attempt) -> None:
     raw = await http_response.aread()
     try:
-        completion = provider.parse_completion(json.loads(raw))
-    except (ValueError, AttributeError):
+        body = json.loads(raw)
+    except ValueError:
         raise _interrupted("the answer was not valid JSON", attempt) from None
+    try:
+        completion = provider.parse_completion(body)
+    except MalformedAnswer as error:
+        raise _interrupted(f"the answer did not have the expected shape ({error})", attempt) from None
     state = attempt.state
     state.text_parts = [completion.text]
     state.usage, state.finish_reason, state.model = completion.usage, completion.finish_reason, completion.model
     state.complete = True
+
+
+def _why_malformed(error: ValueError) -> str:
+    # a JSON error's text is its position only; a MalformedAnswer names the field, never its value
+    return str(error) if isinstance(error, MalformedAnswer) else "not valid JSON"
 
 
 def _interrupted(why: str, attempt: _Attempt) -> StreamInterruptedError:

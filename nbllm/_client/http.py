@@ -3,9 +3,10 @@
 ``post(url, headers, body, timeouts)`` (``body``: a JSON value, or bytes already encoded) is an async
 context manager yielding a response with ``status``, case-insensitive ``headers``, ``aiter_bytes()`` and
 ``aread()``; transport failures come out as ``TransportTimeout`` (with ``kind``: connect / idle) or
-``TransportBroken``. Nothing else in nbllm sees the HTTP library. The provider batch APIs also need ``get(url, headers, timeouts)`` (batch status,
-result files) and ``upload(url, headers, fields, file, timeouts)`` (a multipart ``POST /v1/files``),
-which answer and fail the same way.
+``TransportBroken``. Nothing else in nbllm sees the HTTP library. The provider batch APIs also need
+``get(url, headers, timeouts)`` (batch status, result files) and ``upload(url, headers, fields, file,
+timeouts)`` (a multipart ``POST /v1/files``), which answer and fail the same way. Redirects are never
+followed, by any method: a 3xx comes back as it is (see ``docs/ARCHITECTURE.md``, "Transport").
 
 - ``aiohttp`` (default): aiohttp's client directly. The client-overhead benchmark
   (``benchmarks/bench_overhead.py``) measured httpx2's API over aiohttp (``httpx_aiohttp``) at about twice
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -43,6 +45,15 @@ class Timeouts:
     connect: float = 10.0
     idle: float = 120.0
     total: float | None = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "idle", "total"):
+            value = getattr(self, name)
+            if value is None and name == "total":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+                limit = " or None for no limit" if name == "total" else ""
+                raise ConfigurationError(f"Timeouts.{name} must be a positive number of seconds{limit}, got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -109,21 +120,11 @@ class _AiohttpTransport:
             )
         return self._session
 
-    @contextlib.asynccontextmanager
-    async def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> AsyncIterator[HttpResponse]:
-        aiohttp = self._aiohttp
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
+    def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> Any:
+        """``POST`` a JSON body: an async context manager yielding the response (see module docstring)."""
         # bytes are a body already encoded as JSON (a provider batch of up to 256 MB is encoded once)
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-        try:
-            async with self._get_session().post(url, data=data, headers=headers, timeout=timeout) as raw:
-                yield _AiohttpResponse(raw)
-        except aiohttp.ConnectionTimeoutError as error:
-            raise TransportTimeout("connect", str(error)) from None
-        except aiohttp.ServerTimeoutError as error:  # sock_read: no byte for `idle` seconds
-            raise TransportTimeout("idle", str(error)) from None
-        except aiohttp.ClientError as error:
-            raise TransportBroken(f"{type(error).__name__}: {error}") from None
+        return self._send("POST", url, headers, timeouts, data=data)
 
     def get(self, url: str, headers: Mapping[str, str], timeouts: Timeouts) -> Any:
         """``GET url``: an async context manager yielding the response, as ``post`` does."""
@@ -144,7 +145,8 @@ class _AiohttpTransport:
         aiohttp = self._aiohttp
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
         try:
-            # no redirects: a key sent in a custom header would follow one to another origin
+            # never follow a redirect: aiohttp drops Authorization on a cross-origin hop but keeps custom
+            # headers such as x-api-key, so the key would go to whatever host the answer names
             async with self._get_session().request(method, url, headers=headers, timeout=timeout,
                                                    allow_redirects=False, **kwargs) as raw:
                 yield _AiohttpResponse(raw)
@@ -194,21 +196,10 @@ class _Httpx2Transport:
         limits = httpx2.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=200, keepalive_expiry=30)
         self._client = httpx2.AsyncClient(limits=limits)
 
-    @contextlib.asynccontextmanager
-    async def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> AsyncIterator[HttpResponse]:
-        httpx = self._httpx
-        # pool=None: nbllm's own limits gate concurrency; a pool timeout would only fail healthy requests
-        timeout = httpx.Timeout(connect=timeouts.connect, read=timeouts.idle, write=30.0, pool=None)
+    def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> Any:
+        """``POST`` a JSON body: an async context manager yielding the response (see module docstring)."""
         content = {"content": body} if isinstance(body, bytes) else {"json": body}
-        try:
-            async with self._client.stream("POST", url, headers=dict(headers), timeout=timeout, **content) as raw:
-                yield _Httpx2Response(raw)
-        except httpx.ConnectTimeout as error:
-            raise TransportTimeout("connect", str(error)) from None
-        except httpx.TimeoutException as error:
-            raise TransportTimeout("idle", str(error)) from None
-        except httpx.TransportError as error:
-            raise TransportBroken(f"{type(error).__name__}: {error}") from None
+        return self._send("POST", url, headers, timeouts, **content)
 
     def get(self, url: str, headers: Mapping[str, str], timeouts: Timeouts) -> Any:
         """``GET url``: an async context manager yielding the response, as ``post`` does."""
@@ -224,10 +215,13 @@ class _Httpx2Transport:
     async def _send(self, method: str, url: str, headers: Mapping[str, str], timeouts: Timeouts,
                     **kwargs: Any) -> AsyncIterator[HttpResponse]:
         httpx = self._httpx
-        # a large upload may take a while to write; reads keep the idle timeout
+        # pool=None: nbllm's own limits gate concurrency, a pool timeout would only fail healthy requests;
+        # a large upload may take a while to write, so writes get the idle timeout too
         timeout = httpx.Timeout(connect=timeouts.connect, read=timeouts.idle, write=timeouts.idle, pool=None)
         try:
-            async with self._client.stream(method, url, headers=dict(headers), timeout=timeout, **kwargs) as raw:
+            # never follow a redirect (httpx2's default too; said here so it cannot change under us)
+            async with self._client.stream(method, url, headers=dict(headers), timeout=timeout,
+                                           follow_redirects=False, **kwargs) as raw:
                 yield _Httpx2Response(raw)
         except httpx.ConnectTimeout as error:
             raise TransportTimeout("connect", str(error)) from None

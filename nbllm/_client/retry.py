@@ -16,7 +16,8 @@ if is_retryable_status(status, headers):
 - ``x-should-retry: true/false`` from the server overrides everything else.
 - Otherwise 408, 409, 429 and every 5xx (Anthropic's 529 "overloaded" included) are retried.
 - A server-requested wait (``retry-after-ms``, ``retry-after``) is honoured exactly when it is at most
-  ``max_retry_after``; a longer one means "do not retry" (the key pool cools the key down instead).
+  ``max_retry_after``; a longer one means "do not wait" (the attempt loop parks that key instead, and
+  the call goes to another key).
 - Without one: exponential backoff ``min(initial * 2**attempt, max_delay)``, shortened by up to
   ``jitter`` so that many clients hit by the same outage do not come back in lockstep.
 """
@@ -43,8 +44,9 @@ _MAX_EXPONENT = 62
 class RetryPolicy:
     """How often and how patiently to retry.
 
-    ``max_retry_after``: a server-requested wait longer than this is not waited for; the error is
-    raised (or, in the key pool, the key cools down and another key takes the request).
+    ``max_retry_after``: a server-requested wait (``retry-after``, a rate-limit reset) longer than this is
+    not waited for: the key is parked for this long and another key takes the request; the call fails
+    with a ``RateLimitError`` only when every key that could serve it is parked.
     """
 
     max_retries: int = 4
@@ -54,11 +56,14 @@ class RetryPolicy:
     jitter: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {self.max_retries}.")
-        for name in ("initial_delay", "max_delay", "max_retry_after"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"{name} must be >= 0 seconds, got {getattr(self, name)}.")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigurationError(f"max_retries must be a whole number >= 0, got {self.max_retries!r}.")
+        for name in ("initial_delay", "max_delay", "max_retry_after", "jitter"):
+            value = getattr(self, name)
+            # inf only for max_retry_after: "wait as long as the server asks"; nan compares false to all
+            finite = math.isfinite(value) if isinstance(value, (int, float)) else False
+            if isinstance(value, bool) or not (finite or (name == "max_retry_after" and value == math.inf)) or value < 0:
+                raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}.")
         if not 0 <= self.jitter <= 1:
             raise ConfigurationError(f"jitter must be between 0 and 1, got {self.jitter}.")
 

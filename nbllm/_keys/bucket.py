@@ -21,6 +21,8 @@ __all__ = ["LeakyBucket"]
 # other clients of the same key used) is unknown; a one-second burst keeps the first second within
 # any per-minute limit while costing nothing in steady state.
 DEFAULT_BURST_SECONDS = 1.0
+# One request takes at most this many minutes of a bucket's rate (see ``consume``).
+MAX_TAKE_MINUTES = 1.0
 
 
 @dataclass(slots=True)
@@ -52,10 +54,17 @@ class LeakyBucket:
         excess = self.level + amount - self.capacity
         return 0.0 if excess <= 0 else excess / self.rate
 
-    def consume(self, amount: float, now: float) -> None:
-        """Take ``amount`` (callers check ``time_until`` first; the level may exceed capacity for big requests)."""
+    def consume(self, amount: float, now: float) -> float:
+        """Take ``amount``, at most one minute of the rate; return what was taken.
+
+        Callers check ``time_until`` first; the level may exceed capacity for big requests. The cap keeps
+        one request whose estimate is beyond what the key serves in a minute (a provider refuses it, or the
+        estimate is far off) from blocking the key for longer than that while it is in flight.
+        """
         self._drain(now)
-        self.level += amount
+        taken = min(amount, self.rate_per_minute * MAX_TAKE_MINUTES)
+        self.level += taken
+        return taken
 
     def adjust(self, delta: float, now: float) -> None:
         """Correct an earlier estimate by ``delta`` (negative gives capacity back)."""

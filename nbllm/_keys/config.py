@@ -8,7 +8,9 @@ from the environment.
 
 from __future__ import annotations
 
+import math
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -38,7 +40,12 @@ class ApiKey:
     auth_header: str = "bearer"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.value, str):
+            raise ConfigurationError(f"Key {self.alias or '?'}: a key must be a string, got {type(self.value).__name__}.")
+        # a key pasted with a newline or spaces around it is the same key (aiohttp refuses "\n" in a header)
+        object.__setattr__(self, "value", self.value.strip())
         register_secret(self.value)
+        _check_header_safe(self.value, self.alias or self.masked)
         if self.provider not in (None, "openai", "anthropic"):
             raise ConfigurationError(
                 f"Key {self.alias or self.masked}: provider must be 'openai' (any OpenAI-compatible server) "
@@ -46,8 +53,12 @@ class ApiKey:
             )
         for name in ("rpm", "tpm"):
             limit = getattr(self, name)
-            if limit is not None and limit <= 0:
-                raise ConfigurationError(f"Key {self.alias or self.masked}: {name} must be positive, got {limit}.")
+            if limit is not None and not _positive_number(limit):
+                raise ConfigurationError(
+                    f"Key {self.alias or self.masked}: {name} must be positive (a number of "
+                    f"{'requests' if name == 'rpm' else 'tokens'} a minute), or None to learn it from the "
+                    f"provider; got {limit!r}."
+                )
 
     @property
     def masked(self) -> str:
@@ -64,6 +75,21 @@ class ApiKey:
 
 
 KeySpec = Union[ApiKey, str, Mapping[str, Any]]
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _check_header_safe(value: str, name: str) -> None:
+    """A key goes into an HTTP header: only visible Latin-1 characters and spaces fit (never shown here)."""
+    for position, char in enumerate(value):
+        if unicodedata.category(char) == "Cc" or ord(char) > 0xFF:
+            what = "a control character" if unicodedata.category(char) == "Cc" else f"U+{ord(char):04X}"
+            raise ConfigurationError(
+                f"Key {name}: the key has {what} at position {position}, which cannot be sent in an HTTP "
+                "header. It was probably copied with extra characters: copy it again from the provider's console."
+            )
 
 
 def to_api_key(spec: KeySpec, default_alias: str) -> ApiKey:
@@ -119,7 +145,8 @@ def keys_from_env(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     keys: list[ApiKey] = []
     seen: set[str] = set()
     for key_var, url_var, provider, prefix in sources:
-        values = [v for v in _split(merged.get(key_var)) if v not in seen]
+        # one real key is one pool key: a repeat (in one variable or across them) would double its rate
+        values = [v for v in dict.fromkeys(_split(merged.get(key_var))) if v not in seen]
         for i, value in enumerate(values, 1):
             seen.add(value)
             keys.append(

@@ -5,13 +5,14 @@
     pool.status()                                   # table: alias, masked key, state, counts, limits
 
 Requests wait in arrival order. The head of the queue goes to the live key that can take it soonest
-(``_keystate.choose_key``), so faster or larger keys get proportionally more work and a slow or
-rate-limited key never sets the pace, as round robin would. A 429 cools down that key only; 401/403 or
-an exhausted quota disables it with the reason shown.
+(``state.choose_key``), so faster or larger keys get proportionally more work and a slow or
+rate-limited key never sets the pace, as round robin would. A 429 cools down that key only (a 429 asking
+for more than the retry policy accepts parks it: not chosen at all for a while); 401/403 or an exhausted
+quota disables it with the reason shown. An attempt that ends without an answer gives its tokens back.
 
 ``KeyPool(keys, shared="redis://host:6379/0")`` (or ``NBLLM_SHARED_POOL`` for ``from_env`` and the
 default pool) shares every key's limits, cooldowns and refusals with all processes using the same Redis
-(``_shared.py``); without it nothing here touches Redis or pays for it.
+(``shared.py``); without it nothing here touches Redis or pays for it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._exceptions import ConfigurationError, NoKeyAvailableError
+from .._exceptions import ConfigurationError, NbllmError, NoKeyAvailableError, RateLimitError
 from .config import ApiKey, KeySpec, keys_from_env, load_env, to_api_key
 from .snapshot import RateLimitSnapshot
 from .state import KeyState, choose_key
@@ -49,11 +50,13 @@ class _Waiter:
 class Lease:
     """The right to send one request with one key. End it with exactly one of the report methods."""
 
-    __slots__ = ("_ended", "_pool", "granted_at", "state", "tokens")
+    __slots__ = ("_ended", "_pool", "granted_at", "state", "taken", "tokens")
 
-    def __init__(self, pool: KeyPool, state: KeyState, tokens: float, granted_at: float) -> None:
+    def __init__(self, pool: KeyPool, state: KeyState, tokens: float, granted_at: float, taken: float | None = None) -> None:
         self._pool, self.state, self.tokens, self._ended = pool, state, tokens, False
         self.granted_at = granted_at
+        # what the key's own TPM bucket took: the estimate, capped (see KeyState.take)
+        self.taken = tokens if taken is None else taken
 
     @property
     def key(self) -> ApiKey:
@@ -81,20 +84,24 @@ class Lease:
     def succeeded(self, used_tokens: int | None, snapshot: RateLimitSnapshot | None = None) -> None:
         if self._end():
             now = self._pool.clock()
-            self.state.finish(self.tokens, used_tokens, now)
+            self.state.finish(self.taken, used_tokens, now)
             if snapshot is not None and not snapshot.is_empty:
                 self.state.learn(snapshot, now)
             if self._pool._shared is not None:
                 self._pool._shared.succeeded(self.state, self.tokens, used_tokens)
 
-    def rate_limited(self, retry_after: float, snapshot: RateLimitSnapshot | None = None) -> None:
+    def rate_limited(self, retry_after: float, snapshot: RateLimitSnapshot | None = None, *,
+                     asked: float | None = None) -> None:
+        """A 429: cool the key down for ``retry_after``; with ``asked`` (a longer wait the server wanted
+        than the retry policy accepts) park it for ``retry_after``, so other keys take its work."""
         if self._end():
             now = self._pool.clock()
-            self.state.release()
+            self.state.release(self.taken, now)  # refused: nothing used
             if snapshot is not None and not snapshot.is_empty:
                 self.state.learn(snapshot, now)
-            self.state.cool_down(retry_after, now, self.granted_at)
+            self.state.cool_down(retry_after, now, self.granted_at, asked=asked)
             if self._pool._shared is not None:
+                self._pool._shared.refunded(self.state, self.tokens)
                 self._pool._shared.rate_limited(self.state, retry_after)
 
     def key_failed(self, reason: str) -> None:
@@ -107,10 +114,28 @@ class Lease:
                 self._pool._shared.key_failed(self.state, reason)
 
     def released(self, failed: bool = False) -> None:
-        """The request ended without telling anything about the key (cancelled, network error…)."""
+        """The request ended without an answer and without telling anything about the key (an error
+        answer, a timeout, a broken connection, a cancel): its tokens are given back."""
         if self._end():
-            self.state.release()
+            self.state.release(self.taken, self._pool.clock())
             self.state.failed += failed
+            if self._pool._shared is not None:
+                self._pool._shared.refunded(self.state, self.tokens)
+
+
+def _refuse_repeated_keys(keys: Sequence[ApiKey]) -> None:
+    """One real key must be one pool key: two would each get the key's whole limit, doubling its rate.
+
+    The same value for two servers (``base_url``) is two keys: local servers often take any placeholder.
+    """
+    first: dict[tuple[str, str | None], ApiKey] = {}
+    for key in keys:
+        seen = first.setdefault((key.value, key.base_url), key)
+        if seen is not key and key.value:
+            raise ConfigurationError(
+                f"The same key ({key.masked}) is given twice, as {seen.alias} and {key.alias}. One real key has "
+                "one set of limits, so give it once (with rpm=/tpm= for its limits)."
+            )
 
 
 class KeyPool:
@@ -126,6 +151,7 @@ class KeyPool:
         aliases = [k.alias for k in api_keys]
         if len(set(aliases)) != len(aliases):
             raise ConfigurationError(f"Key aliases must be unique, got {aliases}.")
+        _refuse_repeated_keys(api_keys)
         self.clock = clock
         self._states = [KeyState(k) for k in api_keys]
         # FIFO of requests waiting for a key; the head is served first (aiolimiter is not FIFO)
@@ -284,15 +310,23 @@ class KeyPool:
 
     def _grant(self, state: KeyState, now: float) -> None:
         head = self._waiters.popleft()
-        state.take(head.tokens, now)
-        head.future.set_result(Lease(self, state, head.tokens, now))
+        taken = state.take(head.tokens, now)
+        head.future.set_result(Lease(self, state, head.tokens, now, taken))
 
-    def _no_key_error(self, head: _Waiter, candidates: Sequence[KeyState]) -> NoKeyAvailableError:
+    def _no_key_error(self, head: _Waiter, candidates: Sequence[KeyState]) -> NbllmError:
         if not candidates:
             served = ", ".join(f"{s.alias} ({s.key.provider or 'any'})" for s in self._states)
             return NoKeyAvailableError(
                 f"No key in the pool serves {head.wire_format} model {head.model!r}. Keys: {served}."
                 " Add a key for it, or check each key's provider/models."
             )
-        reasons = "; ".join(f"{s.alias}: {s.disabled}" for s in candidates)
+        now = self.clock()
+        reasons = "; ".join(f"{s.alias}: {s.disabled or s.state_text(now)}" for s in candidates)
+        if any(s.parked(now) for s in candidates if not s.disabled):
+            # temporary, unlike a disabled key: this call fails, later ones may succeed
+            return RateLimitError(
+                f"Every key for {head.model!r} is rate limited for longer than RetryPolicy.max_retry_after "
+                f"lets nbllm wait ({reasons}). Add a key, try again later, or raise max_retry_after to wait.",
+                status=429,
+            )
         return NoKeyAvailableError(f"Every key for {head.model!r} is disabled ({reasons}). Fix or replace the keys.")

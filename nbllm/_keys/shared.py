@@ -173,13 +173,21 @@ class SharedLimits:
     # ---- reports from leases (fire and forget: the caller is synchronous) ---------------------------
     def succeeded(self, state: KeyState, estimated: float, used_tokens: int | None) -> None:
         """Correct the shared TPM bucket from the estimate to real usage; share newly learned limits."""
-        if used_tokens is not None and state.tpm is not None and used_tokens != estimated:
-            delta = used_tokens - estimated
-            if self.connected:
-                self._spawn(lambda: self._adjust(state, delta))
-            elif self._fallback is not None:
-                self._fallback.adjust(state, delta, self.clock())
+        if used_tokens is not None:
+            self._correct(state, used_tokens - estimated)
         self._publish_limits(state)
+
+    def refunded(self, state: KeyState, estimated: float) -> None:
+        """A request ended without an answer: give its estimate back to the shared TPM bucket."""
+        self._correct(state, -estimated)
+
+    def _correct(self, state: KeyState, delta: float) -> None:
+        if state.tpm is None or not delta:
+            return
+        if self.connected:
+            self._spawn(lambda: self._adjust(state, delta))
+        elif self._fallback is not None:
+            self._fallback.adjust(state, delta, self.clock())
 
     def rate_limited(self, state: KeyState, seconds: float) -> None:
         """A 429: every process stops using the key for ``seconds``."""

@@ -7,7 +7,7 @@ guesses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 __all__ = ["RateLimitSnapshot"]
 
@@ -27,3 +27,15 @@ class RateLimitSnapshot:
     def is_empty(self) -> bool:
         """True when the response carried no usable rate-limit header at all."""
         return all(getattr(self, f.name) is None for f in fields(self))
+
+    def capped(self, max_seconds: float) -> RateLimitSnapshot:
+        """The same snapshot with resets no longer than ``max_seconds``.
+
+        A reset is a wait the server asks for, like ``retry-after``, and is capped the same way
+        (``RetryPolicy.max_retry_after``): a hostile or broken ``99999h`` must not block a key for years.
+        After the capped wait the key is tried again, and a 429 then says how long to stay away.
+        """
+        def cap(seconds: float | None) -> float | None:
+            return None if seconds is None else min(seconds, max_seconds)
+
+        return replace(self, reset_requests=cap(self.reset_requests), reset_tokens=cap(self.reset_tokens))

@@ -1,7 +1,7 @@
 """Runtime state of one key, and the pure choice of which key takes the next request.
 
 Nothing here awaits or reads a clock: every method takes ``now``. The async queue around it lives in
-``_pool.py``.
+``pool.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ RATE_INCREASE = 1.02
 # A guess never starts below this: with too few samples the estimate says nothing, and retry-after
 # cooldowns still protect a key that really is slower.
 MIN_GUESS_RPM = 60.0
+# A key waiting less than this is only being paced (a busy key at its limit): status still says "ready".
+WAIT_SHOWN_SECONDS = 1.0
+# A key is parked at least this long, so that max_retry_after=0 does not send it back at once.
+MIN_PARK_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -46,6 +50,11 @@ class KeyState:
     guessed_rpm: bool = False  # rpm inferred from 429s, not told by the user or headers
     last_decrease: float = -math.inf  # 429s of requests sent before this moment say nothing new
     cooldown_until: float = 0.0
+    # a 429 asked for a longer wait than the retry policy accepts: not chosen at all until then
+    parked_until: float = 0.0
+    parked_reason: str = ""
+    # a 'remaining: 0' header: nothing left until the reset (capped by the client), limit known or not
+    reset_until: float = 0.0
     # capacity used elsewhere (other processes sharing the key through Redis, see ``_shared.py``)
     busy_until: float = 0.0
     disabled: str | None = None
@@ -78,7 +87,7 @@ class KeyState:
         """Seconds until this key could take a request of ``tokens`` (inf if disabled)."""
         if self.disabled:
             return math.inf
-        wait = max(0.0, self.cooldown_until - now, self.busy_until - now)
+        wait = max(0.0, self.cooldown_until - now, self.busy_until - now, self.reset_until - now)
         if self.rpm is not None:
             wait = max(wait, self.rpm.time_until(1, now))
         if self.tpm is not None:
@@ -94,12 +103,18 @@ class KeyState:
         spread = self.in_flight / max(self.in_flight_cap, 1.0)
         return max(levels) if levels else spread
 
-    def take(self, tokens: float, now: float) -> None:
+    def parked(self, now: float) -> bool:
+        return self.parked_until > now
+
+    def take(self, tokens: float, now: float) -> float:
+        """Take one request of ``tokens``; return the tokens taken (a huge estimate is capped, see
+        ``LeakyBucket.consume``), which ``finish`` or ``release`` later get back."""
         if self.rpm is not None:
             self.rpm.consume(1, now)
         if self.tpm is not None:
-            self.tpm.consume(tokens, now)
+            tokens = self.tpm.consume(tokens, now)
         self.in_flight += 1
+        return tokens
 
     def finish(self, estimated_tokens: float, used_tokens: int | None, now: float) -> None:
         """A request ended with an answer: count it and correct the TPM estimate."""
@@ -118,12 +133,28 @@ class KeyState:
         elif self.guessed_rpm and self.rpm is not None:
             self.rpm.resize(self.rpm.rate_per_minute * RATE_INCREASE, now)
 
-    def release(self) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
+    def release(self, unused_tokens: float = 0.0, now: float = 0.0) -> None:
+        """A request ended without an answer: give back the tokens it took and did not use.
 
-    def cool_down(self, seconds: float, now: float, sent_at: float | None = None) -> None:
-        """A 429: stop sending on this key only, for ``seconds``; learn a rate if none is known."""
+        Without usage nobody knows what the provider counted (a 400 or a 429 counts nothing, a broken
+        stream some); the whole estimate comes back, and a later ``remaining`` header or 429 corrects it.
+        Kept, a 10 MB prompt rejected at once had blocked its key for 12 minutes.
+        """
+        self.in_flight = max(0, self.in_flight - 1)
+        if unused_tokens and self.tpm is not None:
+            self.tpm.adjust(-unused_tokens, now)
+
+    def cool_down(self, seconds: float, now: float, sent_at: float | None = None, asked: float | None = None) -> None:
+        """A 429: stop sending on this key only, for ``seconds``; learn a rate if none is known.
+
+        ``asked``: the server wanted a longer wait than we accept (``seconds`` is then the cap): the key is
+        parked, not chosen at all for ``seconds``, so the work goes to keys that can serve it.
+        """
         self.rate_limited += 1
+        if asked is not None and asked > seconds:
+            seconds = max(seconds, MIN_PARK_SECONDS)
+            self.parked_until = max(self.parked_until, now + seconds)
+            self.parked_reason = f"the server asked to wait {asked:.0f}s"
         self.cooldown_until = max(self.cooldown_until, now + seconds)
         if sent_at is not None and sent_at < self.last_decrease:
             return  # sent before the last correction: already accounted for
@@ -149,14 +180,29 @@ class KeyState:
             self.tpm, self.learned_tpm = _learned(self.tpm, snapshot.limit_tokens, now), True
         if self.limits_known:
             self.in_flight_cap = MAX_IN_FLIGHT
+        for remaining, reset in ((snapshot.remaining_requests, snapshot.reset_requests),
+                                 (snapshot.remaining_tokens, snapshot.reset_tokens)):
+            if remaining is not None and remaining <= 0 and reset:  # also when no limit is known
+                self.reset_until = max(self.reset_until, now + reset)
         _respect_remaining(self.rpm, snapshot.remaining_requests, snapshot.reset_requests, now)
         _respect_remaining(self.tpm, snapshot.remaining_tokens, snapshot.reset_tokens, now)
 
     def state_text(self, now: float) -> str:
+        """What the key is doing, and if it waits, why and how long (``pool.status()``)."""
         if self.disabled:
             return f"disabled: {self.disabled}"
+        if self.parked(now):
+            return f"parked {self.parked_until - now:.1f}s: {self.parked_reason}"
         if self.cooldown_until > now:
             return f"cooling down {self.cooldown_until - now:.1f}s"
+        if self.reset_until > now:
+            return f"blocked by reset header {self.reset_until - now:.1f}s"
+        for name, bucket in (("TPM", self.tpm), ("RPM", self.rpm)):
+            wait = bucket.time_until(1, now) if bucket is not None else 0.0
+            if wait >= WAIT_SHOWN_SECONDS:
+                return f"waiting: {name} {wait:.1f}s"
+        if self.busy_until - now >= WAIT_SHOWN_SECONDS:
+            return f"waiting: used by other processes {self.busy_until - now:.1f}s"
         return "ready"
 
     def status_row(self, now: float) -> dict:
@@ -204,14 +250,14 @@ def choose_key(states: Iterable[KeyState], wire_format: str, model: str, tokens:
     """The live key that can take this request soonest; among keys free now, the least loaded.
 
     ``Choice.state`` is None when no key serves this model (``candidates`` empty) or every candidate is
-    disabled (``wait`` inf). A key with no room for another in-flight request counts as busy.
+    disabled or parked (``wait`` inf). A key with no room for another in-flight request counts as busy.
     """
     candidates = [s for s in states if s.key.serves(wire_format, model)]
     best: KeyState | None = None
     best_rank = (math.inf, math.inf)
     for state in candidates:
         wait = state.wait_time(tokens, now)
-        if wait == math.inf:
+        if wait == math.inf or state.parked(now):
             continue
         if not state.has_room():
             # the pool is woken when one of its requests ends; this is only a safety net

@@ -39,7 +39,7 @@ class BatchProgress:
 
     __slots__ = (
         "total", "model", "done", "ok", "failed", "cached", "repaired", "structured", "prompt_tokens",
-        "completion_tokens", "by_key", "_clock", "_start", "_window", "_window_tokens", "cost_factor",
+        "completion_tokens", "by_key", "not_stored", "_clock", "_start", "_window", "_window_tokens", "cost_factor",
         "provider_counts", "provider_waiting",
     )
 
@@ -60,6 +60,8 @@ class BatchProgress:
         self.prompt_tokens = self.completion_tokens = 0
         # key alias -> items finished through that key
         self.by_key: dict[str, int] = {}
+        # answers the store could not write (set when the batch ends): a rerun sends them again
+        self.not_stored = 0
         self._clock = clock
         self._start = clock()
         # FIFO of (finish time, tokens) of the items finished in the last WINDOW seconds
@@ -187,7 +189,10 @@ class BatchProgress:
             parts.append(format_cost(cost))
         if eta is not None:
             parts.append(f"ETA {format_duration(eta)}")
-        return " · ".join(parts)
+        return " · ".join(parts + self._storage_note())
+
+    def _storage_note(self) -> list[str]:
+        return [f"⚠ {format_count(self.not_stored)} not stored"] if self.not_stored else []
 
     def format_dict(self) -> dict[str, Any]:
         """The same numbers as ``format_line``, for ``tqdm.set_postfix`` (done/total is the bar's)."""
@@ -217,7 +222,7 @@ class BatchProgress:
         if cost is not None:
             parts.append(format_cost(cost))
         parts.append(f"{self.done * 60.0 / max(elapsed, 1e-3):.0f} req/min average")
-        return " · ".join(parts)
+        return " · ".join(parts + self._storage_note())
 
     def __repr__(self) -> str:
         return f"<BatchProgress {self.format_line()}>"

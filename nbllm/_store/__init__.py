@@ -1,11 +1,13 @@
 """The SQLite store: every finished answer written as it arrives, read back as a cache.
 
-- ``store``: ``Store`` (the results table, lookups, exports) and request fingerprints.
+- ``store``: ``Store`` (the results file: writes that never fail silently, lookups, exports).
+- ``rows``: the table's shape and the pure conversions between rows and responses; request fingerprints.
 - ``writer``: the thread that commits recorded rows in groups, off the engine loop.
 - ``jobs``: the job record of provider batches (``store.provider_jobs``): written before anything is sent.
 """
 
 from .jobs import PartPlan, PartRecord, ProviderJobs
-from .store import COLUMNS, Store, default_store_path, request_fingerprint
+from .rows import COLUMNS, request_fingerprint
+from .store import Store, default_store_path
 
 __all__ = ["COLUMNS", "PartPlan", "PartRecord", "ProviderJobs", "Store", "default_store_path", "request_fingerprint"]

@@ -8,17 +8,21 @@ with Store() as store:                      # ~/.cache/nbllm/store.sqlite3, or $
     store.to_dataframe(batch="b-1")
 ```
 
-One row per attempt that finished, committed on its own, so a crash or ``kill -9`` loses nothing that
-was answered; a rerun looks the fingerprints up and sends only what is missing. WAL mode lets several
-kernels share the file. Keys are never written: every text that came from outside goes through
-``redact()`` first, in case a provider echoed a key back.
+One row per attempt that finished, committed within milliseconds, so a crash or ``kill -9`` loses
+(almost) nothing that was answered; a rerun looks the fingerprints up and sends only what is missing.
+WAL mode lets several kernels share the file. Keys are never written: every text that came from outside
+goes through ``redact()`` first, in case a provider echoed a key back.
+
+Writes never fail silently: a lock held by another process is waited out (never dropped), and a row
+that cannot be written (a value SQLite refuses) costs only itself — a row saying why takes its place and
+``store.unstored(batch)`` counts it, so a batch can say which answers a rerun will send again.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
@@ -29,52 +33,32 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from .._exceptions import ConfigurationError
 from .._secrets import redact
-from .._types import Failure, Response, Usage
+from .._types import Failure, Response
 from .jobs import JOBS_SCHEMA, ProviderJobs
+from .rows import (
+    COLUMNS,
+    INSERT,
+    RESPONSE_COLUMNS,
+    SCHEMA,
+    request_fingerprint,
+    response_from_row,
+    row_dict,
+    row_values,
+    unstored_row_values,
+)
 from .writer import GroupWriter
 
-__all__ = ["Store", "default_store_path", "request_fingerprint"]
+__all__ = ["COLUMNS", "Store", "default_store_path", "request_fingerprint"]
 
 # 2: the provider batch job record (jobs.py); a version-1 file gets the new tables, its rows stay
 SCHEMA_VERSION = 2
+# Another process's write lock is waited out: SQLite's busy timeout first, then these pauses (doubling),
+# for as long as it takes; an answer handed to the store is never dropped because the file was busy.
+LOCK_RETRY_FIRST = 0.05
+LOCK_RETRY_MAX = 1.0
+# What inserting a bad value raises (a list as text, an int beyond 64 bits, a lone surrogate…)
+_ROW_ERRORS = (sqlite3.Error, ValueError, TypeError, OverflowError)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
-    id INTEGER PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    batch TEXT,
-    item_index INTEGER,
-    created_at REAL NOT NULL,
-    provider TEXT,
-    base_url TEXT,
-    model TEXT,
-    request_json TEXT,
-    ok INTEGER NOT NULL,
-    text TEXT,
-    finish_reason TEXT,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    latency REAL,
-    ttft REAL,
-    key_alias TEXT,
-    error_type TEXT,
-    error_message TEXT
-);
--- cache lookups: newest ok row of a fingerprint is the last entry of (fingerprint, ok) in this index
-CREATE INDEX IF NOT EXISTS results_fingerprint ON results (fingerprint, ok, id);
-CREATE INDEX IF NOT EXISTS results_batch ON results (batch, item_index);
-"""
-
-COLUMNS = (
-    "id", "fingerprint", "batch", "item_index", "created_at", "provider", "base_url", "model",
-    "request_json", "ok", "text", "finish_reason", "prompt_tokens", "completion_tokens", "latency",
-    "ttft", "key_alias", "error_type", "error_message",
-)
-_INSERT = f"INSERT INTO results ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * (len(COLUMNS) - 1))})"
-_RESPONSE_COLUMNS = (
-    "id, fingerprint, text, model, provider, finish_reason, prompt_tokens, completion_tokens, "
-    "latency, ttft, key_alias"
-)
 # SQLite allows 32 766 host parameters since 3.32; stay far below for old builds (limit was 999)
 _CHUNK = 900
 # rows() pages through the table so no lock or read transaction is held while the caller iterates
@@ -93,79 +77,14 @@ def default_store_path() -> Path:
     return path
 
 
-def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+def _is_locked(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
 
 
-def request_fingerprint(request: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of a request dict.
-
-    The dict is ``{"provider", "base_url", "model", "messages", "params", "sample"}``; ``sample`` tells
-    apart identical prompts inside one batch. It must never contain a key.
-    """
-    return hashlib.sha256(_canonical_json(request).encode("utf-8")).hexdigest()
-
-
-def _clean(text: Any) -> str | None:
-    """Text from outside on its way to disk: stringified and scrubbed of anything key-shaped."""
-    return None if text is None else redact(str(text))
-
-
-def _answer_values(answer: Response | None) -> tuple[Any, ...]:
-    """text, finish_reason, prompt_tokens, completion_tokens, latency, ttft (all None for a failure)."""
-    if answer is None:
-        return (None,) * 6
-    return (
-        _clean(answer.text), answer.finish_reason, answer.usage.prompt_tokens,
-        answer.usage.completion_tokens, answer.latency, answer.time_to_first_token,
-    )
-
-
-def _row_values(
-    fingerprint: str, request: Mapping[str, Any], response: Response | None,
-    error: BaseException | None, batch: str | None, index: int | None, created_at: float,
-) -> tuple[Any, ...]:
-    """The values of one results row, in ``COLUMNS[1:]`` order."""
-    answer = response if error is None else None
-    request_json = _canonical_json({"messages": request.get("messages"), "params": request.get("params")})
-    alias = answer.key_alias if answer is not None else getattr(error, "key_alias", None)
-    return (
-        fingerprint, batch, index, created_at,
-        _clean(request.get("provider") or (answer.provider if answer else None)),
-        _clean(request.get("base_url")),
-        _clean(request.get("model") or (answer.model if answer else None)),
-        redact(request_json),
-        int(answer is not None),
-        *_answer_values(answer),
-        _clean(alias),
-        type(error).__name__ if error is not None else None,
-        _clean(error),
-    )
-
-
-def _response_from_row(row: tuple[Any, ...]) -> Response:
-    """A cached Response from a tuple in ``_RESPONSE_COLUMNS`` order.
-
-    Plain tuples, not ``sqlite3.Row``: lookups by column name dominated ``lookup_many`` at 100 000 rows.
-    """
-    _, _, text, model, provider, finish, prompt, completion, latency, ttft, alias = row
-    return Response(
-        text=text or "",
-        usage=Usage(prompt or 0, completion or 0),
-        model=model or "",
-        finish_reason=finish,
-        latency=latency or 0.0,
-        time_to_first_token=ttft,
-        key_alias=alias,
-        provider=provider or "",
-        cached=True,
-    )
-
-
-def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
-    out = dict(zip(row.keys(), row))
-    out["ok"] = bool(out["ok"])
-    return out
+def _reason(error: BaseException) -> str:
+    """Why a row could not be written, safe to write itself (no key, no lone surrogate)."""
+    text = redact(f"{type(error).__name__}: {error}")[:300]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _retry_while_locked(statement: Any, attempts: int = 100) -> None:
@@ -192,25 +111,40 @@ class Store:
     (``_store_writer``); every read first waits for those writes, so reads see every recorded row.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 30.0) -> None:
         self.path: Path | str = ":memory:" if path == ":memory:" else Path(path or default_store_path())
         if isinstance(self.path, Path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # per batch (None: single calls): answers handed over that could not be written, and the last reason
+        self._unstored: collections.Counter[str | None] = collections.Counter()
+        self.last_write_error: str | None = None
         # isolation_level=None: autocommit, so each INSERT is its own committed transaction
         self._conn: sqlite3.Connection | None = sqlite3.connect(
-            str(self.path), timeout=30, check_same_thread=False, isolation_level=None
+            str(self.path), timeout=busy_timeout, check_same_thread=False, isolation_level=None
         )
+        try:
+            self._open()
+        except sqlite3.DatabaseError as error:  # not a database, damaged, unreadable
+            self._conn.close()
+            raise ConfigurationError(
+                f"The store {self.path} cannot be used: {error}. If the file is damaged or not an nbllm store, "
+                "move it away or delete it (its cached answers are lost, nothing else), or set NBLLM_STORE "
+                "(or store=) to another file."
+            ) from None
+        self._writer = GroupWriter(self._write_many)
+        self.provider_jobs = ProviderJobs(self._locked)  # provider batches: what was sent, where, with which key
+        # rows still queued when the interpreter exits are written before it goes
+        atexit.register(self._writer.close)
+
+    def _open(self) -> None:
+        assert self._conn is not None
         self._conn.row_factory = sqlite3.Row
         _retry_while_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
         # WAL + NORMAL: a commit survives a process crash (kill -9); only a power cut can lose the
         # last few, and it saves an fsync per row
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
-        self._writer = GroupWriter(self._write_many)
-        self.provider_jobs = ProviderJobs(self._locked)  # provider batches: what was sent, where, with which key
-        # rows still queued when the interpreter exits are written before it goes
-        atexit.register(self._writer.close)
 
     def _migrate(self) -> None:
         conn = self._db()
@@ -224,7 +158,7 @@ class Store:
                     f"knows {SCHEMA_VERSION}). Upgrade nbllm or set NBLLM_STORE to another file."
                 )
             if version < SCHEMA_VERSION:
-                for statement in (_SCHEMA + JOBS_SCHEMA).split(";"):
+                for statement in (SCHEMA + JOBS_SCHEMA).split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -263,21 +197,65 @@ class Store:
         self._writer.submit((fingerprint, request, response, error, batch, index, time.time()))
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every recorded row is committed (reads do this themselves)."""
+        """Wait until every recorded row is committed (reads do this themselves); False if ``timeout``
+        passed first (another process holds the write lock: the rows wait, they are not dropped)."""
         return self._writer.flush(timeout)
 
+    def pending(self) -> int:
+        """Recorded rows not committed yet."""
+        return self._writer.pending()
+
+    def unstored(self, batch: str | None = None) -> int:
+        """How many recorded answers (of ``batch``, or of all) could not be written; each has a row with
+        ``ok=0`` and the reason in its place (``last_write_error`` has the latest)."""
+        return self._unstored[batch] if batch is not None else sum(self._unstored.values())
+
     def _write_many(self, items: list[tuple[Any, ...]]) -> None:
-        """On the writer thread: one transaction for a group of recorded items."""
-        rows = [_row_values(*item) for item in items]
-        with self._lock:
-            conn = self._db()
-            conn.execute("BEGIN")
+        """On the writer thread: one transaction for a group of recorded items; if the group fails, row
+        by row, so that a row that cannot be written costs only itself."""
+        rows = []
+        for item in items:
             try:
-                conn.executemany(_INSERT, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                rows.append((item, row_values(*item)))
+            except Exception as error:  # noqa: BLE001 - a value that cannot even become a row
+                self._write_unstored(item, error)
+        try:
+            self._insert([values for _, values in rows])
+        except _ROW_ERRORS:
+            for item, values in rows:
+                try:
+                    self._insert([values])
+                except _ROW_ERRORS as error:
+                    self._write_unstored(item, error)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` in one transaction, waiting out another process's lock however long it is held."""
+        pause = LOCK_RETRY_FIRST
+        while True:
+            with self._lock:
+                conn = self._db()
+                try:
+                    conn.execute("BEGIN")
+                    conn.executemany(INSERT, rows)
+                    conn.execute("COMMIT")
+                    return
+                except BaseException as error:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    if not _is_locked(error):
+                        raise
+            time.sleep(pause)  # outside the lock: reads and close() are not held up
+            pause = min(pause * 2, LOCK_RETRY_MAX)
+
+    def _write_unstored(self, item: tuple[Any, ...], error: BaseException) -> None:
+        """Count an answer that could not be written, and write a row saying why in its place."""
+        fingerprint, _, _, _, batch, index, created_at = item
+        self.last_write_error = _reason(error)
+        self._unstored[batch] += 1
+        try:
+            self._insert([unstored_row_values(fingerprint, batch, index, created_at, self.last_write_error)])
+        except _ROW_ERRORS:
+            pass  # counted and kept in last_write_error: the batch reports it
 
     def _select(self, sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
         """Run a query under the lock and return plain tuples."""
@@ -290,11 +268,11 @@ class Store:
     def lookup(self, fingerprint: str) -> Response | None:
         """The newest successful answer for ``fingerprint`` (``cached=True``), or ``None``."""
         rows = self._select(
-            f"SELECT {_RESPONSE_COLUMNS} FROM results WHERE fingerprint = ? AND ok = 1 "
+            f"SELECT {RESPONSE_COLUMNS} FROM results WHERE fingerprint = ? AND ok = 1 "
             "ORDER BY id DESC LIMIT 1",
             (fingerprint,),
         )
-        return _response_from_row(rows[0]) if rows else None
+        return response_from_row(rows[0]) if rows else None
 
     def lookup_many(self, fingerprints: Iterable[str]) -> dict[str, Response]:
         """``lookup`` for many fingerprints at once; missing ones are absent from the result."""
@@ -304,7 +282,7 @@ class Store:
             chunk = wanted[start:start + _CHUNK]
             # one query per chunk, each under the lock on its own, so the writer is never stalled long
             rows = self._select(
-                f"SELECT {_RESPONSE_COLUMNS} FROM results "
+                f"SELECT {RESPONSE_COLUMNS} FROM results "
                 f"WHERE ok = 1 AND fingerprint IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
@@ -312,7 +290,7 @@ class Store:
                 seen = newest.get(row[1])
                 if seen is None or row[0] > seen[0]:
                     newest[row[1]] = row
-        return {fp: _response_from_row(row) for fp, row in newest.items()}
+        return {fp: response_from_row(row) for fp, row in newest.items()}
 
     def batches(self) -> list[dict[str, Any]]:
         """One dict per batch, oldest first: ``batch, created, rows, ok, failed``."""
@@ -336,7 +314,7 @@ class Store:
                 page = self._db().execute(
                     f"SELECT * FROM results WHERE {where} ORDER BY id LIMIT {_PAGE}", params
                 ).fetchall()
-            yield from (_row_dict(row) for row in page)
+            yield from (row_dict(row) for row in page)
             if len(page) < _PAGE:
                 return
             last = page[-1]["id"]

@@ -32,7 +32,7 @@ class GroupWriter:
         self._cond = threading.Condition()
         # items handed over and not yet written, oldest first
         self._pending: list[Any] = []
-        self._writing = False
+        self._writing = 0  # items of the group being written now
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -44,6 +44,11 @@ class GroupWriter:
             self._pending.append(item)
             if len(self._pending) == 1:  # the writer sleeps only when nothing is pending
                 self._cond.notify_all()
+
+    def pending(self) -> int:
+        """Items handed over and not yet written (waiting, or in the group being written)."""
+        with self._cond:
+            return len(self._pending) + self._writing
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted item is written; False if ``timeout`` passed first."""
@@ -70,16 +75,16 @@ class GroupWriter:
             time.sleep(GATHER_SECONDS)
         with self._cond:
             group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
-            self._writing = True
+            self._writing = len(group)
             return group
 
     def _run(self) -> None:
         while (group := self._take()) is not None:
             try:
                 self._write(group)
-            except Exception as error:  # noqa: BLE001 - a full disk must not kill the batch; say so
+            except Exception as error:  # noqa: BLE001 - ``write`` handles what it can; the rest is said
                 print(f"nbllm: could not write {len(group)} answers to the store: {error}", file=sys.stderr)
             finally:
                 with self._cond:
-                    self._writing = False
+                    self._writing = 0
                     self._cond.notify_all()

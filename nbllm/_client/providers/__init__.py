@@ -11,19 +11,23 @@ from .base import (
     OutputFormat,
     Provider,
     StreamState,
+    error_for_redirect,
     error_for_status,
 )
 from .openai import OpenAIProvider
+from .shapes import MalformedAnswer
 
 __all__ = [
     "AnthropicProvider",
     "CallSpec",
     "Completion",
     "HttpRequest",
+    "MalformedAnswer",
     "OpenAIProvider",
     "OutputFormat",
     "Provider",
     "StreamState",
+    "error_for_redirect",
     "error_for_status",
     "make_provider",
     "resolve_model",

@@ -17,6 +17,7 @@ from .base import (
     StreamState,
     error_for_status,
 )
+from .shapes import expect_object, optional_list, optional_object, optional_text, token_count
 
 __all__ = ["AnthropicProvider"]
 
@@ -70,23 +71,25 @@ class AnthropicProvider(Provider):
                 headers["x-api-key"] = api_key
         return HttpRequest(f"{self.base_url}/v1/messages", headers, body)
 
-    def parse_completion(self, body: Mapping[str, Any]) -> Completion:
-        blocks = body.get("content") or ()
-        text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+    def parse_completion(self, body: Any) -> Completion:
+        body = expect_object(body, "the answer")
+        if body.get("type") == "error" or body.get("error"):  # an error where an answer was expected
+            _on_error(self, StreamState(), body)
+        blocks = [expect_object(b, "a content block") for b in optional_list(body.get("content"), "content")]
+        text = "".join(optional_text(b.get("text"), "a text block") or "" for b in blocks if b.get("type") == "text")
         if not text:  # a tool call and no text (a forced tool): the tool's input is the answer
             text = "".join(json.dumps(b.get("input"), ensure_ascii=False) for b in blocks if b.get("type") == "tool_use")
-        usage = body.get("usage") or {}
         return Completion(
             text=text,
-            usage=Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)),
-            finish_reason=body.get("stop_reason"),
-            model=body.get("model", ""),
+            usage=_usage(body.get("usage"), "usage"),
+            finish_reason=optional_text(body.get("stop_reason"), "stop_reason"),
+            model=optional_text(body.get("model"), "model") or "",
         )
 
     def feed_event(self, state: StreamState, event: str, data: str) -> str | None:
         kind = event if event and event != "message" else None
-        payload = json.loads(data) if data else {}
-        kind = kind or payload.get("type", "")
+        payload = expect_object(json.loads(data), "an event") if data else {}
+        kind = kind or optional_text(payload.get("type"), "type") or ""
         handler = _HANDLERS.get(kind)
         # ping and event types added later by Anthropic are ignored, as its docs ask
         return handler(self, state, payload) if handler else None
@@ -98,20 +101,30 @@ class AnthropicProvider(Provider):
         return "", ""
 
 
-def _on_message_start(provider: AnthropicProvider, state: StreamState, payload: dict) -> None:
-    message = payload.get("message") or {}
-    state.model = message.get("model") or state.model
-    usage = message.get("usage") or {}
-    state.usage = Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
+def _usage(raw: Any, where: str) -> Usage:
+    usage = optional_object(raw, where)
+    return Usage(token_count(usage.get("input_tokens"), f"{where}.input_tokens"),
+                 token_count(usage.get("output_tokens"), f"{where}.output_tokens"))
 
 
-def _on_block_delta(provider: AnthropicProvider, state: StreamState, payload: dict) -> str | None:
-    delta = payload.get("delta") or {}
-    if delta.get("type") == "text_delta" and delta.get("text"):
-        state.text_parts.append(delta["text"])
-        return delta["text"]
-    if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-        state.tool_parts.append(delta["partial_json"])  # the answer when there is no text (StreamState.answer)
+def _on_message_start(provider: AnthropicProvider, state: StreamState, payload: Mapping[str, Any]) -> None:
+    message = optional_object(payload.get("message"), "message")
+    state.model = optional_text(message.get("model"), "message.model") or state.model
+    state.usage = _usage(message.get("usage"), "message.usage")
+
+
+def _on_block_delta(provider: AnthropicProvider, state: StreamState, payload: Mapping[str, Any]) -> str | None:
+    delta = optional_object(payload.get("delta"), "delta")
+    kind = delta.get("type")
+    if kind == "text_delta":
+        text = optional_text(delta.get("text"), "delta.text")
+        if text:
+            state.text_parts.append(text)
+        return text or None
+    if kind == "input_json_delta":
+        partial = optional_text(delta.get("partial_json"), "delta.partial_json")
+        if partial:
+            state.tool_parts.append(partial)  # the answer when there is no text (StreamState.answer)
     return None  # thinking, signature and citations are not answer text; tool input is not shown as it streams
 
 
@@ -122,23 +135,23 @@ def _forced_tool(output: OutputFormat) -> dict[str, Any]:
     return {"tools": [tool], "tool_choice": {"type": "tool", "name": output.name}}
 
 
-def _on_message_delta(provider: AnthropicProvider, state: StreamState, payload: dict) -> None:
-    delta = payload.get("delta") or {}
-    if delta.get("stop_reason"):
-        state.finish_reason = delta["stop_reason"]
-    usage = payload.get("usage") or {}
+def _on_message_delta(provider: AnthropicProvider, state: StreamState, payload: Mapping[str, Any]) -> None:
+    stop_reason = optional_text(optional_object(payload.get("delta"), "delta").get("stop_reason"), "delta.stop_reason")
+    if stop_reason:
+        state.finish_reason = stop_reason
+    usage = optional_object(payload.get("usage"), "usage")
     # output_tokens is cumulative; input_tokens may be repeated (or updated) here too
     if usage.get("output_tokens") is not None:
-        state.usage.completion_tokens = int(usage["output_tokens"])
+        state.usage.completion_tokens = token_count(usage["output_tokens"], "usage.output_tokens")
     if usage.get("input_tokens"):
-        state.usage.prompt_tokens = int(usage["input_tokens"])
+        state.usage.prompt_tokens = token_count(usage["input_tokens"], "usage.input_tokens")
 
 
-def _on_message_stop(provider: AnthropicProvider, state: StreamState, payload: dict) -> None:
+def _on_message_stop(provider: AnthropicProvider, state: StreamState, payload: Mapping[str, Any]) -> None:
     state.complete = True
 
 
-def _on_error(provider: AnthropicProvider, state: StreamState, payload: dict) -> None:
+def _on_error(provider: AnthropicProvider, state: StreamState, payload: Mapping[str, Any]) -> None:
     error_type, message = provider.error_details(payload)
     raise error_for_status(provider.name, 0, error_type, message)
 

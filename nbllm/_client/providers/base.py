@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import json
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,10 @@ from ..._exceptions import (
 from ..._secrets import redact
 from ..._types import Message, Usage
 
-__all__ = ["CallSpec", "Completion", "HttpRequest", "OutputFormat", "Provider", "StreamState", "error_for_status"]
+__all__ = [
+    "CallSpec", "Completion", "HttpRequest", "OutputFormat", "Provider", "StreamState", "error_for_redirect",
+    "error_for_status",
+]
 
 
 @dataclass(frozen=True)
@@ -128,12 +132,14 @@ class Provider(abc.ABC):
         """Method, URL, headers and JSON body for ``spec`` sent with ``api_key``."""
 
     @abc.abstractmethod
-    def parse_completion(self, body: Mapping[str, Any]) -> Completion:
-        """Text, usage and finish reason of a non-streamed answer."""
+    def parse_completion(self, body: Any) -> Completion:
+        """Text, usage and finish reason of a non-streamed answer (any JSON value: ``MalformedAnswer`` if
+        it has the wrong shape, a ``ProviderError`` if it is an error object)."""
 
     @abc.abstractmethod
     def feed_event(self, state: StreamState, event: str, data: str) -> str | None:
-        """Apply one SSE event to ``state``; return new text (if any). Raises ProviderError for errors."""
+        """Apply one SSE event to ``state``; return new text (if any). Raises ProviderError for errors,
+        ``MalformedAnswer`` (a ``ValueError``, as invalid JSON is) for data of the wrong shape."""
 
     @abc.abstractmethod
     def error_details(self, body: Any) -> tuple[str, str]:
@@ -146,9 +152,9 @@ class Provider(abc.ABC):
         except ValueError:
             body = {}
         error_type, message = self.error_details(body)
-        if not message:
-            message = body_text[:300]
-        return error_for_status(self.name, status, error_type, redact(message), retry_after)
+        if not message:  # redacted before it is cut short, so that no half of a key survives the cut
+            message = redact(body_text)[:300]
+        return error_for_status(self.name, status, error_type, message, retry_after)
 
 
 _QUOTA_TYPES = {"insufficient_quota", "billing_error", "billing_hard_limit_reached", "quota_exceeded"}
@@ -185,3 +191,24 @@ def error_for_status(
     status_text = f"HTTP {status}" if status else "error in stream"
     text = f"{provider} {status_text}: {message or error_type or 'no details'}. {_ADVICE[cls]}"
     return cls(text, status=status or None, provider_message=message, error_type=error_type, retry_after=retry_after)
+
+
+def error_for_redirect(provider: str, status: int, request_url: str, location: str | None) -> ProviderError:
+    """A 3xx answer: nbllm does not follow it (the key would go along), and says where base_url could point.
+
+    The suggested base_url is the new location without the wire format's path (``/chat/completions``…),
+    found as the part of the request URL after its base_url.
+    """
+    target = urllib.parse.urljoin(request_url, location) if location else ""
+    where = f" to {target}" if target else " without a location"
+    advice = "check base_url"
+    path = urllib.parse.urlsplit(request_url).path
+    for suffix in ("/v1/messages", "/chat/completions"):
+        if path.endswith(suffix) and target.split("?")[0].endswith(suffix):
+            advice = f"if you trust the new address, set base_url={target.split('?')[0].removesuffix(suffix)}"
+            break
+    text = (
+        f"{provider} HTTP {status}: the server redirected the request{where}. nbllm does not follow redirects, "
+        f"so the key and the prompt never go to another address; {advice}."
+    )
+    return ProviderError(text, status=status, error_type="redirect")

@@ -16,6 +16,7 @@ from .base import (
     StreamState,
     error_for_status,
 )
+from .shapes import expect_object, optional_list, optional_object, optional_text, token_count
 
 __all__ = ["OpenAIProvider"]
 
@@ -46,39 +47,52 @@ class OpenAIProvider(Provider):
             headers["authorization"] = f"Bearer {api_key}"
         return HttpRequest(f"{self.base_url}/chat/completions", headers, body)
 
-    def parse_completion(self, body: Mapping[str, Any]) -> Completion:
-        choices = body.get("choices") or [{}]
-        message = choices[0].get("message") or {}
+    def parse_completion(self, body: Any) -> Completion:
+        body = expect_object(body, "the answer")
+        self._raise_error(body)
+        choices = optional_list(body.get("choices"), "choices") or [{}]
+        choice = expect_object(choices[0], "choices[0]")
+        message = optional_object(choice.get("message"), "choices[0].message")
         return Completion(
             # a structured-outputs refusal has no content: the refusal is the answer (and will not parse)
-            text=message.get("content") or message.get("refusal") or "",
+            text=_content_text(message.get("content")) or optional_text(message.get("refusal"), "message.refusal") or "",
             usage=_usage(body.get("usage")),
-            finish_reason=choices[0].get("finish_reason"),
-            model=body.get("model", ""),
+            finish_reason=optional_text(choice.get("finish_reason"), "finish_reason"),
+            model=optional_text(body.get("model"), "model") or "",
         )
 
     def feed_event(self, state: StreamState, event: str, data: str) -> str | None:
         if data.strip() == "[DONE]":
             state.complete = True
             return None
-        chunk = json.loads(data)
-        if "error" in chunk and chunk["error"]:
-            error_type, message = self.error_details(chunk)
-            raise error_for_status(self.name, 0, error_type, message)
-        state.model = chunk.get("model") or state.model
-        if chunk.get("usage"):
-            state.usage = _usage(chunk["usage"])
+        chunk = expect_object(json.loads(data), "an event")
+        self._raise_error(chunk)
+        state.model = optional_text(chunk.get("model"), "model") or state.model
+        usage = chunk.get("usage")
+        if usage is not None:  # usage comes once, in the last chunk; the others carry none or null
+            counted = _usage(usage)
+            if counted.total_tokens:
+                state.usage = counted
         # never index choices[0] blindly: the usage chunk has choices == []
         text = None
-        for choice in chunk.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
+        for choice in optional_list(chunk.get("choices"), "choices"):
+            choice = expect_object(choice, "a choice")
+            delta = optional_object(choice.get("delta"), "delta")
+            content = optional_text(delta.get("content"), "delta.content")
             if content:
                 text = content if text is None else text + content
-            if choice.get("finish_reason"):
-                state.finish_reason = choice["finish_reason"]
+            finish = optional_text(choice.get("finish_reason"), "finish_reason")
+            if finish:
+                state.finish_reason = finish
         if text:
             state.text_parts.append(text)
         return text
+
+    def _raise_error(self, body: Mapping[str, Any]) -> None:
+        """An error object where an answer was expected (inside a 200 stream, or a 200 body)."""
+        if body.get("error"):
+            error_type, message = self.error_details(body)
+            raise error_for_status(self.name, 0, error_type, message)
 
     def error_details(self, body: Any) -> tuple[str, str]:
         error = body.get("error") if isinstance(body, Mapping) else None
@@ -99,7 +113,15 @@ def _response_format(output: OutputFormat) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": output.name, "schema": schema, "strict": strict}}
 
 
-def _usage(raw: Mapping[str, Any] | None) -> Usage:
-    if not raw:
-        return Usage()
-    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+def _usage(raw: Any) -> Usage:
+    usage = optional_object(raw, "usage")
+    return Usage(token_count(usage.get("prompt_tokens"), "usage.prompt_tokens"),
+                 token_count(usage.get("completion_tokens"), "usage.completion_tokens"))
+
+
+def _content_text(content: Any) -> str:
+    """``message.content``: a string, or (some compatible servers) a list of ``{"type": "text"}`` parts."""
+    if not isinstance(content, list):
+        return optional_text(content, "message.content") or ""
+    parts = (expect_object(part, "a content part") for part in content)
+    return "".join(optional_text(part.get("text"), "a text part") or "" for part in parts if part.get("type") == "text")
