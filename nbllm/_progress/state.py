@@ -4,6 +4,7 @@
 progress = BatchProgress(total=10_000, model="gpt-4o-mini")
 progress.item_done(ok=True, prompt_tokens=40, completion_tokens=12, key_alias="key-1")
 progress.format_line()  # e.g. '1 234/10 000 ✓1 230 ✗4 ⟲0 · 812 req/min · 95.3k tok/min · $0.041 · ETA 10:51'
+progress.budget = 0.50    # a spend guard's limit: the cost then reads '$0.041 / $0.50'
 ```
 
 Rates are measured over a sliding 30 s window so that the ETA follows the current pace (keys cooling
@@ -19,7 +20,7 @@ from collections import deque
 from typing import Any, Callable
 
 from .._format import format_cost, format_count, format_duration, format_tokens
-from .._pricing import estimate_cost
+from .._pricing import Rates, rates
 
 __all__ = ["BatchProgress"]
 
@@ -32,12 +33,20 @@ class BatchProgress:
 
     __slots__ = (
         "total", "model", "done", "ok", "failed", "cached", "prompt_tokens", "completion_tokens",
-        "by_key", "_clock", "_start", "_window", "_window_tokens",
+        "by_key", "_clock", "_start", "_window", "_window_tokens", "spent", "budget", "budget_tokens",
+        "batch_prices", "_rates",
     )
 
-    def __init__(self, total: int, model: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, total: int, model: str = "", clock: Callable[[], float] = time.monotonic,
+                 batch_prices: bool = False) -> None:
         self.total = total
         self.model = model
+        # USD spent so far, item by item (a long prompt may pay a long-context rate); None: no price known
+        self.spent: float | None = None
+        self.budget: float | None = None  # shown as "spent / budget" when a batch has a spend guard
+        self.budget_tokens: int | None = None
+        self.batch_prices = batch_prices  # priced at the provider's Batch API rates
+        self._rates: Rates | None | bool = False  # looked up on the first item (False: not yet)
         self.done = self.ok = self.failed = self.cached = 0
         # tokens actually spent; cached answers cost nothing and are not counted
         self.prompt_tokens = self.completion_tokens = 0
@@ -77,10 +86,17 @@ class BatchProgress:
             return
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
+        self._add_cost(prompt_tokens, completion_tokens)
         tokens = prompt_tokens + completion_tokens
         self._window.append((now, tokens))
         self._window_tokens += tokens
         self._prune(now)
+
+    def _add_cost(self, prompt_tokens: int, completion_tokens: int) -> None:
+        if self._rates is False:
+            self._rates = rates(self.model, batch=self.batch_prices) if self.model else None
+        if isinstance(self._rates, Rates):
+            self.spent = (self.spent or 0.0) + self._rates.cost(prompt_tokens, completion_tokens)
 
     def _prune(self, now: float) -> None:
         # each entry is appended once and popped once: O(1) amortised per item
@@ -128,7 +144,21 @@ class BatchProgress:
 
     @property
     def cost(self) -> float | None:
-        return estimate_cost(self.model, self.prompt_tokens, self.completion_tokens)
+        """USD spent so far (None when the model's price is unknown); answers from the store are free."""
+        if self.spent is None and self.budget is not None:
+            return 0.0  # nothing spent yet, but "$0 / $0.50" says the guard is on
+        return self.spent
+
+    def _cost_text(self) -> str | None:
+        cost = self.cost
+        if cost is None:
+            return None
+        return format_cost(cost) + (f" / {format_cost(self.budget)}" if self.budget is not None else "")
+
+    def _tokens_text(self) -> str | None:
+        if self.budget_tokens is None:
+            return None
+        return f"{format_tokens(self.tokens)} / {format_tokens(self.budget_tokens)} tokens"
 
     def format_line(self) -> str:
         """``"1 234/10 000 ✓1 230 ✗4 ⟲0 · 812 req/min · 95.3k tok/min · $0.041 · ETA 10:51"``."""
@@ -138,9 +168,8 @@ class BatchProgress:
             f"{self.requests_per_minute:.0f} req/min",
             f"{format_tokens(self.tokens_per_minute)} tok/min",
         ]
-        cost, eta = self.cost, self.eta
-        if cost is not None:
-            parts.append(format_cost(cost))
+        cost, spent_tokens, eta = self._cost_text(), self._tokens_text(), self.eta
+        parts += [text for text in (cost, spent_tokens) if text]
         if eta is not None:
             parts.append(f"ETA {format_duration(eta)}")
         return " · ".join(parts)
@@ -154,9 +183,11 @@ class BatchProgress:
             "req/min": f"{self.requests_per_minute:.0f}",
             "tok/min": format_tokens(self.tokens_per_minute),
         }
-        cost, eta = self.cost, self.eta
+        cost, spent_tokens, eta = self._cost_text(), self._tokens_text(), self.eta
         if cost is not None:
-            out["cost"] = format_cost(cost)
+            out["cost"] = cost
+        if spent_tokens is not None:
+            out["spent"] = spent_tokens
         if eta is not None:
             out["ETA"] = format_duration(eta)
         return out
@@ -169,9 +200,9 @@ class BatchProgress:
             f"✓{format_count(self.ok)} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}",
             f"{format_tokens(self.tokens)} tokens",
         ]
-        cost = self.cost
+        cost = self._cost_text()
         if cost is not None:
-            parts.append(format_cost(cost))
+            parts.append(cost)
         parts.append(f"{self.done * 60.0 / max(elapsed, 1e-3):.0f} req/min average")
         return " · ".join(parts)
 
