@@ -17,6 +17,7 @@ NbllmError
 ├── APIConnectionError        the server could not be reached after the retries ran out
 ├── NoKeyAvailableError       every key in the pool is disabled
 └── BatchInterrupted          a batch was interrupted; .results holds what finished
+    └── BatchPaused           its budget would be exceeded: paused, not failed; .batch.resume(budget=…)
 ```
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchInterrupted",
+    "BatchPaused",
     "ConfigurationError",
     "NbllmError",
     "NoKeyAvailableError",
@@ -137,3 +139,22 @@ class BatchInterrupted(NbllmError):
     def __init__(self, message: str, *, results: Any = None) -> None:
         super().__init__(message)
         self.results = results
+
+
+class BatchPaused(BatchInterrupted):
+    """A batch paused before its next request would exceed its budget: paused, not failed.
+
+    ``results`` holds every finished item (None for those not sent yet); ``batch`` is the paused batch:
+    ``await error.batch.resume(budget=…)`` continues without resending anything finished (rerunning the
+    same call with a higher budget does too, from the store). ``spent`` and ``budget`` are in USD (or
+    tokens for ``budget_tokens=``). In a notebook it shows as its message, without a traceback.
+    """
+
+    def __init__(self, message: str, *, results: Any = None, batch: Any = None, spent: float = 0.0,
+                 budget: float = 0.0) -> None:
+        super().__init__(message, results=results)
+        self.batch, self.spent, self.budget = batch, spent, budget
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback: a pause is an expected stop, not a crash
+        return [f"{type(self).__name__}: {self}"]

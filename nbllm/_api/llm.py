@@ -5,6 +5,8 @@
     async for chunk in llm.astream("Write me a 1 verse song about sparkling water."):
         print(chunk, end="|", flush=True)
     results = await llm.amap(prompts)
+    df = await llm.afill(df, "Classify the sentiment of this review: {text}", to="sentiment")
+    llm.estimate(prompts)                                  # cost and time before sending anything
 
 Single calls go through ``self.runner`` (a ``CallRunner``: cache lookup → key lease → request → stream →
 store), batches through ``Batch`` on the same runner. Every call runs on the engine loop; the async
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import _engine
@@ -24,8 +26,11 @@ from .._call import CallRunner, LLMSettings
 from .._exceptions import ConfigurationError
 from .._keys import KeyPool
 from .._store import Store
+from .._prompts import DEFAULT_CONTEXT_TOKENS
 from .._types import LLMResult, MessagesInput, Response, StreamEvent
 from .batch import Batch
+from .estimate import Estimate
+from .fill import Fill, fill_prompts
 
 __all__ = ["LLM"]
 
@@ -42,6 +47,7 @@ class LLM(LLMSettings):
     """
 
     last_results: list[Any] | None = None  # the latest batch's results, also when it was interrupted
+    last_batch: Batch | Fill | None = None  # the latest batch or fill: ``await llm.last_batch.resume(budget=…)``
 
     def __repr__(self) -> str:
         model = self.model or "(default model)"
@@ -102,28 +108,63 @@ class LLM(LLMSettings):
 
     def panel(self, **kwargs: Any) -> Any:
         """A PromptPanel widget that sends its prompts through this LLM (its keys, limits and store)."""
-        from .._jupyter import PromptPanel
+        # through the public surface: the Jupyter layer builds on this one (%%llm --over runs afill)
+        from .. import PromptPanel
 
         return PromptPanel(llm=self, **kwargs)
 
     # ---- many calls ---------------------------------------------------------------------------------
     def amap(self, prompts: Sequence[MessagesInput], *, cache: bool | None = None, progress: str | None = None,
-             concurrency: int | None = None, **overrides: Any) -> Batch:
+             concurrency: int | None = None, budget: float | None = None, budget_tokens: int | None = None,
+             desc: str = "nbllm", **overrides: Any) -> Batch:
         """Run many prompts; ``await`` the result for a list in input order, or ``async for i, r in ...``.
 
         Every answer is stored as it finishes; with ``cache`` (default on for batches) a rerun sends only
-        what is missing. A failed item is a ``Failure`` in the list, not an exception.
+        what is missing. A failed item is a ``Failure`` in the list, not an exception. ``budget`` (USD)
+        or ``budget_tokens``: the batch pauses before it would spend more, raising ``BatchPaused`` with
+        everything finished; ``await llm.last_batch.resume(budget=…)`` (or a rerun) continues.
         """
         if concurrency is not None and concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}.")
-        return Batch(self.runner, prompts, cache=True if cache is None else cache,
-                     progress=progress or self.progress, concurrency=concurrency or self.concurrency,
-                     streaming=self.streaming, overrides=overrides, on_results=self._keep_results)
+        batch = Batch(self.runner, prompts, cache=True if cache is None else cache,
+                      progress=progress or self.progress, concurrency=concurrency or self.concurrency,
+                      streaming=self.streaming, overrides=overrides, on_results=self._keep_results,
+                      budget=budget, budget_tokens=budget_tokens, desc=desc)
+        self.last_batch = batch
+        return batch
 
     def map(self, prompts: Sequence[MessagesInput], *, cache: bool | None = None, progress: str | None = None,
-            concurrency: int | None = None, **overrides: Any) -> list[Response | Any]:
+            concurrency: int | None = None, budget: float | None = None, budget_tokens: int | None = None,
+            **overrides: Any) -> list[Response | Any]:
         """Blocking ``amap``: returns the list of results in input order."""
-        return self.amap(prompts, cache=cache, progress=progress, concurrency=concurrency, **overrides).run_blocking()
+        return self.amap(prompts, cache=cache, progress=progress, concurrency=concurrency, budget=budget,
+                         budget_tokens=budget_tokens, **overrides).run_blocking()
+
+    def estimate(self, prompts: Sequence[MessagesInput], **overrides: Any) -> Estimate:
+        """What ``amap(prompts, **overrides)`` would cost and take; nothing is sent (see ``Estimate``)."""
+        return self.amap(prompts, progress="none", **overrides).estimate()
+
+    def afill(self, data: Any, template: str, *, to: str, namespace: Mapping[str, Any] | None = None,
+              context_tokens: int = DEFAULT_CONTEXT_TOKENS, cache: bool | None = None, progress: str | None = None,
+              concurrency: int | None = None, budget: float | None = None, budget_tokens: int | None = None,
+              **overrides: Any) -> Fill:
+        """Ask ``template`` once per row of ``data`` and write the answers into column ``to``; await it.
+
+        ``data``: a DataFrame (written in place and returned), a list of dicts or of strings (each string
+        is the column ``text``; a new DataFrame is returned). ``{column}`` is filled from the row
+        (``{row["a column"]}`` for any name), other ``{names}`` from ``namespace``, with the brace rules
+        of ``%%llm`` and each value kept within ``context_tokens``. Failed rows stay empty, their error in
+        ``to + "_error"``. A batch: resumable, stored, a rerun sends only the missing rows.
+        """
+        rows, prompts = fill_prompts(data, template, namespace, context_tokens)
+        batch = self.amap(prompts, cache=cache, progress=progress, concurrency=concurrency, budget=budget,
+                          budget_tokens=budget_tokens, desc=to, **overrides)
+        self.last_batch = fill = Fill(batch, data, rows, to)
+        return fill
+
+    def fill(self, data: Any, template: str, *, to: str, **options: Any) -> Any:
+        """Blocking ``afill``: returns the table."""
+        return _engine.run_sync(_awaited(self.afill(data, template, to=to, **options)))
 
     def _keep_results(self, results: list[Any]) -> None:
         self.last_results = results
@@ -148,3 +189,7 @@ class LLM(LLMSettings):
         """Blocking ``agenerate``."""
         return _engine.run_sync(self.agenerate(prompts, **overrides))
 
+
+
+async def _awaited(fill: Fill) -> Any:
+    return await fill

@@ -42,7 +42,7 @@ from .cellrunner import (
     run_blocking,
     runner_for,
 )
-from .interpolate import interpolate
+from .._prompts import DEFAULT_CONTEXT_TOKENS, interpolate, render_value
 from .render import FORMATS
 
 __all__ = ["ENTRY", "NbllmMagics", "load_ipython_extension", "parse_llm_cell", "rewrite_llm_cell",
