@@ -54,12 +54,17 @@ def cut_text(text: str, tokens: int, model: str | None = None) -> str:
     """``text`` if it fits in ``tokens``, else its beginning and a note of what was cut."""
     if len(text) <= tokens or count_tokens(text, model) <= tokens:  # a token holds at least one character
         return text
+
+    def note(keep: int) -> str:
+        return f"\n[… cut: the first {format_count(keep)} of {format_count(len(text))} characters are shown]"
+
+    target = tokens - count_tokens(note(len(text)), model)
     keep = len(text)
-    while keep > 0:  # shrink by the measured ratio until it fits (two or three rounds at most)
-        keep = int(keep * tokens / max(count_tokens(text[:keep], model), 1) * 0.95)
-        note = f"\n[… cut: the first {format_count(keep)} of {format_count(len(text))} characters are shown]"
-        if count_tokens(text[:keep], model) + count_tokens(note, model) <= tokens:
-            return text[:keep] + note
+    while keep > 0:  # shrink by the measured ratio until it fits (two or three rounds)
+        used = count_tokens(text[:keep], model)
+        if used <= target:
+            return text[:keep] + note(keep)
+        keep = min(keep - 1, int(keep * target / used * 0.95))
     return f"[text of {format_count(len(text))} characters, left out: over the {tokens}-token budget]"
 
 
@@ -136,28 +141,28 @@ def _fit_rows(frame: Any, tokens: int, model: str | None) -> str:
     index = [str(i) for i in head.index]
     cells = [[index[i], *(_cell(v) for v in row)] for i, row in enumerate(head.itertuples(index=False))]
     total = len(frame)
-    for count in _row_counts(len(cells)):
-        shown = cells[:count]
+
+    def text_with(count: int) -> str:
         note = f"\n[first {format_count(count)} of {format_count(total)} rows shown]" if count < total else ""
-        text = f"{summary}\n\n{markdown_table(shown, ['', *columns])}{note}" if count else f"{summary}{note}"
-        if count == 0 or count_tokens(text, model) <= tokens:
-            return text if count_tokens(text, model) <= tokens else cut_text(summary, tokens, model)
-    return cut_text(summary, tokens, model)
+        return f"{summary}\n\n{markdown_table(cells[:count], ['', *columns])}{note}" if count else f"{summary}{note}"
 
-
-def _row_counts(available: int) -> list[int]:
-    """Row counts to try, most first: all available, then halving down to none."""
-    counts, count = [], available
-    while count > 0:
-        counts.append(count)
-        count //= 2
-    return [*counts, 0]
+    fits, over = 0, len(cells) + 1  # binary search for the most rows that fit: a handful of counts
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if count_tokens(text_with(middle), model) <= tokens:
+            fits = middle
+        else:
+            over = middle
+    text = text_with(fits)
+    return text if count_tokens(text, model) <= tokens else cut_text(summary, tokens, model)
 
 
 def _cell(value: Any) -> str:
     """A table cell: text as it is, numbers and dates as ``str`` shows them, containers as ``_short``."""
     if isinstance(value, str):
         return value
+    if isinstance(value, float):
+        return f"{value:.6g}"  # 0.123457, not 0.12345678901234566: digits a reader (and a model) can use
     if hasattr(value, "__len__") or getattr(value, "shape", None):
         return _short(value)
     return str(value)
