@@ -4,6 +4,8 @@
     llm = nbllm.LLM("openai:gpt-4o-mini")
     llm.invoke("Hello, how are you?").text
     results = await llm.amap(prompts)          # thousands of prompts, every key's limits respected
+    df = await llm.afill(df, "Classify: {text}", to="label")   # a template over a table's rows
+    llm.estimate(prompts); nbllm.prices()      # what it would cost, and the prices used
     %load_ext nbllm                            # then %%llm cells stream their answer
 
 With no key configured, everything runs on the embedded simulator (``nbllm.sim``).
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._api import LLM, Batch
+from ._api import LLM, Batch, Estimate, Fill
 from ._callbacks import BaseCallbackHandler, StreamingStdOutCallbackHandler
 from ._client import RetryPolicy, Timeouts
 from ._exceptions import (
@@ -21,6 +23,7 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     BatchInterrupted,
+    BatchPaused,
     ConfigurationError,
     NbllmError,
     NoKeyAvailableError,
@@ -32,6 +35,7 @@ from ._exceptions import (
     StreamInterruptedError,
 )
 from ._keys import ApiKey, KeyPool
+from ._pricing import prices, set_price
 from ._store import Store
 from ._types import Failure, Generation, LLMResult, Response, StreamEvent, Usage
 
@@ -45,8 +49,11 @@ __all__ = [
     "BaseCallbackHandler",
     "Batch",
     "BatchInterrupted",
+    "BatchPaused",
     "ConfigurationError",
+    "Estimate",
     "Failure",
+    "Fill",
     "Generation",
     "KeyPool",
     "LLM",
@@ -69,6 +76,8 @@ __all__ = [
     "Usage",
     "enable_nesting",
     "load_ipython_extension",
+    "prices",
+    "set_price",
 ]
 
 for _name in __all__:

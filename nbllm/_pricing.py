@@ -12,7 +12,7 @@
 Prices are USD per million tokens. They come from ``genai-prices`` (kept by the pydantic team, with
 cached-input, long-context and batch rates), read from the data bundled in the installed package: nbllm
 never starts its online updater, so nothing is fetched. Its data carries no date of its own; the date
-shown is that of the newest price change it records. genai-prices is imported on the first price
+shown is that of the newest price change it records that is in force today. genai-prices is imported on the first price
 asked for (~0.2 s, once), not by ``import nbllm``. A price set with ``set_price`` wins over the data.
 Unknown models and local servers (``ollama:``, ``vllm:``, ``llamacpp:``) cost ``None``, never a guess.
 See docs/ARCHITECTURE.md, "Prices and token counts".
@@ -201,9 +201,14 @@ def _at(start: int, base: float, tiers: dict[int, float]) -> float:
 
 @lru_cache(maxsize=1)
 def data_date() -> tuple[str, dt.date | None]:
-    """(``"genai-prices 0.2.3"``, date of the newest price change in its data)."""
+    """(``"genai-prices 0.2.3"``, date of the newest price change in its data that is in force today).
+
+    Changes the data schedules for later (a price announced to start next year) do not count: the
+    date says how recent the data is, and those prices are not charged yet.
+    """
     from importlib.metadata import version
 
+    today = dt.date.today()
     newest: dt.date | None = None
     for provider in _snapshot().providers:
         for model in provider.models:
@@ -211,7 +216,7 @@ def data_date() -> tuple[str, dt.date | None]:
             conditions += list(model.price_variants or [])
             for condition in conditions:
                 start = getattr(condition.constraint, "start_date", None)
-                if start is not None and (newest is None or start > newest):
+                if start is not None and start <= today and (newest is None or start > newest):
                     newest = start
     return f"genai-prices {version('genai-prices')}", newest
 
