@@ -71,9 +71,12 @@ class Estimate:
     def __repr__(self) -> str:
         return f"<Estimate {self.lines()[0]}; {self.lines()[3]}>"
 
-    def _repr_html_(self) -> str:
+    def to_html(self) -> str:
+        """The estimate as a small HTML block (what a notebook shows)."""
         rows = "".join(f"<li>{html.escape(line)}</li>" for line in self.lines()[1:])
         return f"<div><b>Estimate: {html.escape(self.lines()[0])}</b><ul style='margin:2px 0'>{rows}</ul></div>"
+
+    _repr_html_ = to_html
 
 
 def build_estimate(model: str, prompt_tokens: Sequence[int], cached: int, guess: OutputGuess,
