@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
@@ -132,3 +134,37 @@ async def test_compare_view_is_one_throttled_output():
         view.done("b", Response("done b", model="b"))
     assert len(sent) <= 52  # one update per tick at most, for both columns together, plus start and end
     assert "done a" in sent[-1]["text/plain"] and "done b" in sent[-1]["text/plain"]
+
+
+# ---- the panel's compare toggle ------------------------------------------------------------------------
+async def test_panel_compare_streams_two_models_side_by_side():
+    from nbllm import LLM, PromptPanel
+
+    panel = PromptPanel(LLM("gpt-4o-mini"))
+    panel.compare_toggle.value = True
+    assert panel.compare_model_box.layout.display == "" and panel.compare_model_box.value == "gpt-4o"
+    seen: list[str] = []
+    panel.answer_view.observe(lambda change: seen.append(change["new"]), names="value")
+    answers = await panel.send("Tell me about rivers in Europe")
+    assert list(answers) == ["gpt-4o-mini", "gpt-4o"] and all(r.ok and r.text for r in answers.values())
+    final = panel.answer_view.value
+    assert final.count('class="nbllm-compare-column"') == 2 and "jp-RenderedHTMLCommon" in final
+    assert sum("<div style=\"white-space:pre-wrap" in html for html in seen) >= 3  # it streamed first
+    assert panel.history == [] and not panel.busy  # a comparison does not continue the conversation
+    panel.compare_toggle.value = False
+    assert isinstance(await panel.send("Hello"), Response) and len(panel.history) == 2
+
+
+async def test_panel_compare_stop_keeps_both_partial_answers():
+    from nbllm import LLM, PromptPanel
+
+    panel = PromptPanel(LLM("gpt-4o-mini"))
+    panel.compare_toggle.value = True
+    task = panel.send("Write a long essay about rivers [[sim:slow]]")
+    while "rivers" not in panel.answer_view.value:
+        await asyncio.sleep(0.02)
+    panel.stop()
+    answers = await task
+    assert set(answers) == {"gpt-4o-mini", "gpt-4o"} and not panel.busy
+    assert all(r.finish_reason == "interrupted" and r.text for r in answers.values())
+    assert "[interrupted]" in panel.answer_view.value
