@@ -86,11 +86,13 @@ def compare_html(columns: Sequence[Column], final: bool, now: float, note: str |
         cells.append(
             f'<div class="nbllm-compare-column" style="flex:1 1 0;min-width:0;border-left:3px solid {colour};'
             f'padding:0 8px"><div class="nbllm-compare-model" style="font-weight:bold;{_STATS}">'
-            f"{html.escape(column.model)}</div>{body}"
+            f'{html.escape(column.model)}</div><div class="nbllm-compare-answer">{body}</div>'
             f'<div class="nbllm-compare-stats" style="{_STATS}">{html.escape(column.stats(now))}</div></div>'
         )
     footer = f'<div style="{_STATS}">[{html.escape(note)}]</div>' if note else ""
-    return f'<div class="nbllm-compare" style="display:flex;gap:12px;align-items:flex-start">{"".join(cells)}</div>{footer}'
+    state = " nbllm-compare-final" if final else ""  # the browser test waits for it
+    return (f'<div class="nbllm-compare{state}" style="display:flex;gap:12px;align-items:flex-start">'
+            f'{"".join(cells)}</div>{footer}')
 
 
 def _plain(columns: Sequence[Column]) -> str:
