@@ -55,8 +55,8 @@ class Fill:
             await self.batch
         except BatchPaused as paused:
             self.write()
-            raise BatchPaused(str(paused).replace("llm.last_batch", "llm.last_batch (this fill)"),
-                              results=paused.results, batch=self, spent=paused.spent,
+            # the same message: llm.last_batch is this fill, whose resume() returns the table
+            raise BatchPaused(str(paused), results=paused.results, batch=self, spent=paused.spent,
                               budget=paused.budget) from None
         except BaseException:  # stopped (no key left) or interrupted: keep what finished in the table too
             self.write()

@@ -64,6 +64,8 @@ def _fills(namespace: dict[str, Any], runners: Mapping[str, CallRunner], request
     fills = []
     for model, runner in runners.items():
         column = column_for(request.to, model, several)
+        if several and column not in table.columns:
+            table[column] = None  # the models' columns in the order given, whichever finishes first
         batch = Batch(runner, prompts, cache=True, progress=runner.settings.progress,
                       concurrency=runner.settings.concurrency, streaming=runner.settings.streaming,
                       overrides=request.overrides, budget=request.budget, budget_tokens=request.budget_tokens,
