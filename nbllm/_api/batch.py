@@ -59,7 +59,9 @@ class Batch:
         self.results: list[Response | Failure | None] = [None] * len(self.prompts)
         self.price_model = runner.settings.model or runner.model  # with its prefix: "anthropic:…", "deepseek:…"
         self.guard = SpendGuard(budget, budget_tokens)
-        self.rates: Rates | None = rates(self.price_model) if budget is not None else None
+        # looked up here, on the caller's side: the first price imports genai-prices (~0.2 s), which must
+        # not stall the engine loop when the progress counts the first item's cost there
+        self.rates: Rates | None = rates(self.price_model)
         if budget is not None and self.rates is None:
             raise ConfigurationError(
                 f"budget= needs a price for {self.price_model!r}, and none is known. Set one with "

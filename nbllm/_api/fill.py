@@ -16,7 +16,7 @@ written also when the batch stops early (paused, interrupted), so the rows that 
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from .._exceptions import BatchPaused, ConfigurationError
 from .._prompts import DEFAULT_CONTEXT_TOKENS, answer_columns, fill_row, table_rows, write_columns
@@ -53,15 +53,26 @@ class Fill:
     async def _run(self) -> Any:
         try:
             await self.batch
-        except BatchPaused as paused:
-            self.write()
-            # the same message: llm.last_batch is this fill, whose resume() returns the table
-            raise BatchPaused(str(paused), results=paused.results, batch=self, spent=paused.spent,
-                              budget=paused.budget) from None
-        except BaseException:  # stopped (no key left) or interrupted: keep what finished in the table too
-            self.write()
-            raise
+        except BaseException as error:
+            self._raise_stopped(error)
         return self.write()
+
+    def run_blocking(self) -> Any:
+        """Run the fill while this thread blocks (``LLM.fill``); the same table as awaiting it."""
+        try:
+            self.batch.run_blocking()
+        except BaseException as error:
+            self._raise_stopped(error)
+        return self.write()
+
+    def _raise_stopped(self, error: BaseException) -> NoReturn:
+        """The batch stopped early (paused, no key left, interrupted): write what finished, then re-raise."""
+        self.write()
+        if isinstance(error, BatchPaused):
+            # the same message: llm.last_batch is this fill, whose resume() returns the table
+            raise BatchPaused(str(error), results=error.results, batch=self, spent=error.spent,
+                              budget=error.budget) from None
+        raise error
 
     def write(self) -> Any:
         """Write the answers so far into the table (rows not run yet stay empty) and return it."""
@@ -77,3 +88,4 @@ class Fill:
     def estimate(self) -> Estimate:
         """What this fill would cost and take (nothing is sent)."""
         return self.batch.estimate()
+

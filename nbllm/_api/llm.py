@@ -164,7 +164,7 @@ class LLM(LLMSettings):
 
     def fill(self, data: Any, template: str, *, to: str, **options: Any) -> Any:
         """Blocking ``afill``: returns the table."""
-        return _engine.run_sync(_awaited(self.afill(data, template, to=to, **options)))
+        return self.afill(data, template, to=to, **options).run_blocking()
 
     def _keep_results(self, results: list[Any]) -> None:
         self.last_results = results
@@ -188,8 +188,3 @@ class LLM(LLMSettings):
     def generate(self, prompts: Sequence[MessagesInput], **overrides: Any) -> LLMResult:
         """Blocking ``agenerate``."""
         return _engine.run_sync(self.agenerate(prompts, **overrides))
-
-
-
-async def _awaited(fill: Fill) -> Any:
-    return await fill
