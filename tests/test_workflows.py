@@ -185,3 +185,33 @@ def test_estimate_counts_prompts_prices_output_and_time(sim, tmp_path):
     llm.map(prompts[:20], progress="none")
     est = llm.estimate(prompts)
     assert est.cached == 20 and est.output_typical is not None and est.cost_low < est.cost_high
+
+
+async def test_iterating_a_budgeted_batch_yields_what_finished_then_raises_the_pause(sim):
+    llm = make_llm(sim, concurrency=4, max_tokens=60)
+    prompts = [f"Write a few paragraphs about rivers, take {i}" for i in range(40)]
+    seen = []
+    with pytest.raises(BatchPaused):
+        async for i, result in llm.amap(prompts, budget=0.0004, progress="none"):
+            seen.append(i)
+    assert 0 < len(seen) < 40 and billed(sim) <= 0.0004
+
+
+def test_a_fill_writes_parsed_fields_as_columns(sim):
+    """What structured outputs will return: answers whose ``parsed`` holds the fields."""
+    from dataclasses import dataclass
+
+    from nbllm import Response
+
+    @dataclass
+    class Parsed(Response):
+        parsed: object = None
+
+    df = reviews(3)
+    fill = make_llm(sim).afill(df, "{text}", to="s")
+    fill.batch.results = [Parsed("{}", parsed={"label": "pos", "score": 0.9}), None,
+                          Parsed("{}", parsed={"label": "neg", "extra": 1})]
+    assert fill.write() is df
+    assert list(df.columns) == ["text", "stars", "s", "s.label", "s.score", "s.extra"]
+    assert list(df["s.label"][[0, 2]]) == ["pos", "neg"] and pd.isna(df["s.label"][1])
+    assert sim.stats()["total"]["requests"] == 0  # nothing was sent: the fill was never awaited
