@@ -6,6 +6,8 @@
     results = await llm.amap(prompts)          # thousands of prompts, every key's limits respected
     results = await llm.amap(prompts, mode="batch")   # the same through provider batch APIs, half price
     rows = await llm.amap(prompts, schema=Result)   # parsed, validated, re-asked; rows.to_dataframe()
+    df = await llm.afill(df, "Classify: {text}", to="label")   # a template over a table's rows
+    llm.estimate(prompts); nbllm.prices()      # what it would cost, and the prices used
     %load_ext nbllm                            # then %%llm cells stream their answer
 
 With no key configured, everything runs on the embedded simulator (``nbllm.sim``).
@@ -15,7 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._api import LLM, Batch, BatchSummary, Results, cancel_provider_batch, provider_batches
+from ._api import (
+    LLM,
+    Batch,
+    BatchSummary,
+    Estimate,
+    Fill,
+    Results,
+    cancel_provider_batch,
+    provider_batches,
+)
 from ._batchapi import BatchAPIOptions, PollSchedule
 from ._callbacks import BaseCallbackHandler, StreamingStdOutCallbackHandler
 from ._client import RetryPolicy, Timeouts
@@ -24,6 +35,7 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     BatchInterrupted,
+    BatchPaused,
     ConfigurationError,
     NbllmError,
     NoKeyAvailableError,
@@ -37,8 +49,17 @@ from ._exceptions import (
     StructuredOutputError,
 )
 from ._keys import ApiKey, KeyPool
+from ._pricing import prices, set_price
 from ._store import Store
-from ._types import Attempt, Failure, Generation, LLMResult, Response, StreamEvent, Usage
+from ._types import (
+    Attempt,
+    Failure,
+    Generation,
+    LLMResult,
+    Response,
+    StreamEvent,
+    Usage,
+)
 
 __version__ = "0.1.0"
 
@@ -52,9 +73,12 @@ __all__ = [
     "Batch",
     "BatchAPIOptions",
     "BatchInterrupted",
+    "BatchPaused",
     "BatchSummary",
     "ConfigurationError",
+    "Estimate",
     "Failure",
+    "Fill",
     "Generation",
     "KeyPool",
     "LLM",
@@ -82,7 +106,9 @@ __all__ = [
     "cancel_provider_batch",
     "enable_nesting",
     "load_ipython_extension",
+    "prices",
     "provider_batches",
+    "set_price",
 ]
 
 for _name in __all__:

@@ -22,6 +22,7 @@ NbllmError
 ├── StructuredOutputError     with schema=: no answer fit the schema within the re-ask budget
 ├── NoKeyAvailableError       every key in the pool is disabled
 ├── BatchInterrupted          a batch was interrupted; .results holds what finished
+│   └── BatchPaused           its budget would be exceeded: paused, not failed; .batch.resume(budget=…)
 └── ProviderBatchError        a request in a provider batch never ran: expired, cancelled, rejected, gone
 ```
 """
@@ -37,6 +38,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchInterrupted",
+    "BatchPaused",
     "ConfigurationError",
     "NbllmError",
     "NoKeyAvailableError",
@@ -180,3 +182,20 @@ class ProviderBatchError(NbllmError):
         self.fate = fate
         self.batch_id = batch_id
         self.retryable = fate in ("expired", "missing", "gone")
+class BatchPaused(BatchInterrupted):
+    """A batch paused before its next request would exceed its budget: paused, not failed.
+
+    ``results`` holds every finished item (None for those not sent yet); ``batch`` is the paused batch:
+    ``await error.batch.resume(budget=…)`` continues without resending anything finished (rerunning the
+    same call with a higher budget does too, from the store). ``spent`` and ``budget`` are in USD (or
+    tokens for ``budget_tokens=``). In a notebook it shows as its message, without a traceback.
+    """
+
+    def __init__(self, message: str, *, results: Any = None, batch: Any = None, spent: float = 0.0,
+                 budget: float = 0.0) -> None:
+        super().__init__(message, results=results)
+        self.batch, self.spent, self.budget = batch, spent, budget
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback: a pause is an expected stop, not a crash
+        return [f"{type(self).__name__}: {self}"]

@@ -16,7 +16,6 @@ from test_hostile import Canned, ScriptedServer, scripted_server  # noqa: F401 -
 
 import nbllm
 from nbllm._batchapi import (
-    BATCH_PRICE_FACTOR,
     BatchAPIOptions,
     BatchLimits,
     BatchRequest,
@@ -34,7 +33,7 @@ from nbllm._batchapi import (
 )
 from nbllm._client import CallSpec, make_provider
 from nbllm._keys import ApiKey
-from nbllm._pricing import estimate_cost
+from nbllm._pricing import rates
 from nbllm._progress import BatchProgress
 from nbllm._sim import SimConfig, Simulator
 from nbllm._sim._batch_lines import read_anthropic_requests, read_openai_file
@@ -251,14 +250,14 @@ def test_options_lower_the_limits_and_never_raise_them() -> None:
 
 
 def test_batch_price_is_half_the_list_price() -> None:
-    assert BATCH_PRICE_FACTOR == 0.5
-    assert batch_cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.5 * estimate_cost("gpt-4o-mini", 10**6, 10**6))
+    list_price = rates("gpt-4o-mini").cost(10**6, 10**6)
+    assert batch_cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.5 * list_price)
     assert batch_cost("unknown-model", 10, 10) is None
 
 
 def test_progress_line_with_provider_counts() -> None:
     now = [0.0]
-    progress = BatchProgress(10, model="gpt-4o-mini", clock=lambda: now[0], cost_factor=0.5)
+    progress = BatchProgress(10, model="gpt-4o-mini", clock=lambda: now[0], batch_prices=True)
     progress.set_provider_counts(Counts(in_progress=6, completed=3, failed=1).as_dict(), 4)
     assert progress.position == 4 and progress.done == 0
     line = progress.format_line()

@@ -42,7 +42,9 @@ PANEL_PROMPT = "Tell me about rivers in Europe"  # about 150 tokens
 STOP_PROMPT = "Write a long essay about rivers [[sim:slow]]"
 # %llm status shows the key pool; it also resolves it, so the "answers come from the simulator" notice
 # lands in this first cell and not in the middle of the streamed answer
-CELLS = ["%load_ext nbllm\n%llm status", f"%%llm\n{MAGIC_PROMPT}", "import nbllm\n\npanel = nbllm.PromptPanel()\npanel"]
+COMPARE_MODELS = "gpt-4o-mini,anthropic:claude-haiku-4-5"
+CELLS = ["%load_ext nbllm\n%llm status", f"%%llm\n{MAGIC_PROMPT}", "import nbllm\n\npanel = nbllm.PromptPanel()\npanel",
+         f"%%llm -m {COMPARE_MODELS} -o both\n{PANEL_PROMPT}"]
 
 # Records every distinct text of one element (found again on each mutation, since outputs are replaced)
 # and whether the "final" element is present yet; the observer is installed before the cell runs.
@@ -359,3 +361,46 @@ def _ask(page: Any, panel: Any, prompt: str) -> None:
     box = panel.locator(".nbllm-panel-prompt-box textarea")
     box.fill(prompt)  # an input event: the Textarea syncs its value to the kernel before the click
     panel.locator(".nbllm-panel-send-button").click()
+
+
+# ---- models side by side ------------------------------------------------------------------------------
+FIRST_COLUMN = ".nbllm-compare-column:first-child .nbllm-compare-answer"
+
+
+def test_models_side_by_side_stream_in_columns(page):
+    panel = page.locator(".nbllm-panel")
+    panel.locator(".nbllm-panel-send-button:not([disabled])").wait_for()  # the panel's last answer is over
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(3)
+    record(page, 3, FIRST_COLUMN, ".nbllm-compare-final")
+    run_cell(page, 3)
+    cell.locator(".nbllm-compare-final").wait_for(timeout=30_000)
+    wait_executed(cell)
+    columns = cell.locator(".nbllm-compare-column")
+    assert columns.count() == 2
+    assert [columns.nth(i).locator(".nbllm-compare-model").inner_text().strip() for i in range(2)] == \
+        COMPARE_MODELS.split(",")
+    texts = [columns.nth(i).locator(".nbllm-compare-answer").inner_text().strip() for i in range(2)]
+    assert all("rivers in Europe" in text for text in texts)
+    for i in range(2):
+        stats = columns.nth(i).locator(".nbllm-compare-stats").inner_text()
+        assert "first token" in stats and "tokens/s" in stats and "$" in stats, stats
+    numbers = assert_streamed(recorded(page), texts[0])
+    print(f"compare: {numbers}")
+    _save(cell, "compare.png", "compare.png")
+
+
+def test_panel_compare_toggle_streams_two_columns(page):
+    panel = page.locator(".nbllm-panel")
+    panel.scroll_into_view_if_needed()
+    panel.locator(".nbllm-panel-compare-toggle").click()
+    panel.locator(".nbllm-panel-compare-model input").wait_for()  # the "with" box appears
+    record(page, ".nbllm-panel", f".nbllm-panel-answer-view {FIRST_COLUMN}", ".nbllm-panel-answer-view .nbllm-compare-final")
+    _ask(page, panel, PANEL_PROMPT)
+    panel.locator(".nbllm-panel-answer-view .nbllm-compare-final").wait_for(timeout=30_000)
+    columns = panel.locator(".nbllm-panel-answer-view .nbllm-compare-column")
+    assert columns.count() == 2
+    assert "gpt-4o" in columns.nth(1).locator(".nbllm-compare-model").inner_text()
+    numbers = assert_streamed(recorded(page), columns.nth(0).locator(".nbllm-compare-answer").inner_text().strip())
+    print(f"panel compare: {numbers}")
+    page.mouse.move(0, 0)
+    _save(panel, "prompt-panel-compare.png")

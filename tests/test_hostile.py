@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 
 import nbllm
-from nbllm._client.providers import AnthropicProvider, OpenAIProvider
+from nbllm._client.providers import OpenAIProvider
 
 OK_BODY = {
     "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",

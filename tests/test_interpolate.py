@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from nbllm._exceptions import ConfigurationError
-from nbllm._jupyter.interpolate import find_placeholders, interpolate
+from nbllm._prompts.placeholders import find_placeholders, interpolate
 
 
 class Doc:

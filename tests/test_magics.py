@@ -20,7 +20,8 @@ from traitlets.config import Config
 from nbllm import Response
 from nbllm._jupyter.cellrunner import GenerationInterrupted, run_blocking, runner_for
 from nbllm._exceptions import AuthenticationError
-from nbllm._jupyter.magics import ENTRY, NbllmMagics, _split_line, parse_llm_cell, rewrite_llm_cell
+from nbllm._jupyter.cellsyntax import ENTRY, parse_llm_cell, rewrite_llm_cell, split_line
+from nbllm._jupyter.magics import NbllmMagics
 from nbllm._jupyter.render import LiveRenderer, error_bundle, extract_code, fence, note_for, render_bundle, streaming_bundle
 from nbllm._sim import KeyProfile, SimConfig, Simulator
 
@@ -83,12 +84,12 @@ def test_rewrite_without_autoawait_leaves_cells_to_the_magic():
      ("-- -f is part of the prompt", ("", "-f is part of the prompt")), ("  why?  ", ("", "why?"))],
 )
 def test_split_line(line, expected):
-    assert _split_line(line) == expected
+    assert split_line(line) == expected
 
 
 def test_split_line_asks_for_the_separator():
     with pytest.raises(UsageError, match="--"):
-        _split_line("-f text hello")
+        split_line("-f text hello")
 
 
 # ---- extension lifecycle and settings ----------------------------------------------------------------

@@ -28,7 +28,7 @@ import pytest
 import nbllm
 from nbllm._batchapi import BatchAPIOptions, PollSchedule, batch_request
 from nbllm._client import make_provider
-from nbllm._pricing import estimate_cost
+from nbllm._pricing import rates
 from nbllm._sim import Faults, SimConfig, Simulator
 from nbllm._store import PartPlan, Store
 
@@ -264,7 +264,7 @@ def test_progress_shows_the_providers_counts_and_the_batch_price(sim: Simulator,
     assert "in progress" in " ".join(lines) and "req/min" not in lines[0]
     prompt = sum(r.usage.prompt_tokens for r in results)
     completion = sum(r.usage.completion_tokens for r in results)
-    assert run.progress.cost == pytest.approx(0.5 * estimate_cost("gpt-4o-mini", prompt, completion))
+    assert run.progress.cost == pytest.approx(0.5 * rates("gpt-4o-mini").cost(prompt, completion))
 
 
 # ---- interrupts, re-attaching, listing and cancelling -------------------------------------------------

@@ -1,17 +1,42 @@
-"""What users call: ``LLM`` (settings plus single calls, streams and batches) and ``Batch``.
+"""What users call: ``LLM`` (settings plus single calls, streams and batches), ``Batch`` and ``Fill``.
 
 - ``llm``: ``LLM`` — its single calls go through a ``CallRunner`` (``nbllm._call``).
-- ``batch``: ``Batch`` — many prompts on the same runner, bounded concurrency, nothing finished lost.
+- ``batch``: ``Batch`` — many prompts on the same runner, bounded concurrency, nothing finished lost,
+  an optional spend guard (``budget``: ``SpendGuard``, ``OutputGuess``).
 - ``provider_batch``: ``ProviderBatchRun`` — ``amap(mode="batch")``: the same, through provider batch APIs.
 - ``batch_listing``: ``provider_batches()`` and ``cancel_provider_batch()`` over the store's job record.
 - ``results``: ``Results`` — the awaited batch: a list with ``to_dataframe()`` and ``summary()``.
+- ``fill``: ``Fill`` — one template over the rows of a table, the answers into a column.
+- ``estimate``: ``Estimate`` — what a batch would cost and take, before sending.
 """
 
 from .batch import Batch
+from .batch_listing import (
+    ProviderBatchInfo,
+    ProviderBatchList,
+    cancel_provider_batch,
+    provider_batches,
+)
+from .budget import OutputGuess, SpendGuard
+from .estimate import Estimate
+from .fill import Fill, fill_prompts
 from .llm import LLM
-from .batch_listing import ProviderBatchInfo, ProviderBatchList, cancel_provider_batch, provider_batches
 from .provider_batch import ProviderBatchRun
 from .results import BatchSummary, Results
 
-__all__ = ["LLM", "Batch", "BatchSummary", "ProviderBatchInfo", "ProviderBatchList", "ProviderBatchRun", "Results",
-           "cancel_provider_batch", "provider_batches"]
+__all__ = [
+    "LLM",
+    "Batch",
+    "BatchSummary",
+    "Estimate",
+    "Fill",
+    "OutputGuess",
+    "ProviderBatchInfo",
+    "ProviderBatchList",
+    "ProviderBatchRun",
+    "Results",
+    "SpendGuard",
+    "cancel_provider_batch",
+    "fill_prompts",
+    "provider_batches",
+]

@@ -6,10 +6,14 @@
     async for i, result in llm.amap(prompts):       # as they complete
         ...
     results = llm.map(prompts)                      # blocking
+    batch = llm.amap(prompts, budget=0.50)          # a spend guard: pauses before it would exceed $0.50
+    await batch                                     # raises BatchPaused (with .results) if it paused
+    await batch.resume(budget=1.00)                 # continues; nothing finished is sent again
 
 Every answer is written to the store as it finishes; with the cache on (the default for batches) a rerun
 after an interrupt, a crash or ``kill -9`` sends only what is missing. One aggregate progress bar and a
-per-key table are shown on the caller's side, refreshed a few times a second at most.
+per-key table are shown on the caller's side, refreshed a few times a second at most. With a budget,
+each request's worst-case cost is reserved before it is sent (``spending.BatchSpending``).
 """
 
 from __future__ import annotations
@@ -24,17 +28,25 @@ from typing import Any, NoReturn
 
 from .. import _engine
 from .._call import CallRunner, PreparedCall, accept_answer
-from .._exceptions import BatchInterrupted, NbllmError, NoKeyAvailableError, StructuredOutputError
+from .._exceptions import (
+    BatchInterrupted,
+    NbllmError,
+    NoKeyAvailableError,
+    StructuredOutputError,
+)
 from .._progress import BatchProgress, ProgressDisplay
 from .._structured import as_schema
 from .._types import Failure, MessagesInput, Response
+from .budget import Ticket
+from .estimate import Estimate
 from .results import Results
+from .spending import BatchSpending
 
 __all__ = ["Batch"]
 
+Emit = Callable[[int, Any], None] | None
+
 _REFRESH_SECONDS = 0.25  # also keeps the caller's loop awake, so a kernel interrupt lands promptly
-# At its end a batch waits this long for the store to commit its last answers, to report those it could not
-# store; rows still waiting on another process's lock after that are written later (never dropped).
 _STORE_REPORT_SECONDS = 5.0
 
 
@@ -43,7 +55,8 @@ class Batch:
 
     Made by ``LLM.amap``: ``runner`` makes each call; ``streaming`` sends stream requests (tokens are
     not shown, so a broken stream is retried); ``on_results`` receives the results list when the batch
-    ends, also when it was interrupted (``LLM.last_results``).
+    ends, also when it was interrupted (``LLM.last_results``). ``budget`` (USD) and ``budget_tokens``:
+    the spend guard; ``desc``: the progress bar's label.
     """
 
     # compute every item's store fingerprint even without a store (provider batches name requests by it)
@@ -51,27 +64,33 @@ class Batch:
 
     def __init__(self, runner: CallRunner, prompts: Sequence[MessagesInput], *, cache: bool, progress: str,
                  concurrency: int, streaming: bool = False, overrides: dict[str, Any] | None = None,
-                 on_results: Callable[[list[Any]], None] | None = None) -> None:
+                 on_results: Callable[[list[Any]], None] | None = None, budget: float | None = None,
+                 budget_tokens: int | None = None, desc: str = "nbllm") -> None:
         self.runner, self.prompts, self.cache = runner, list(prompts), cache
         self.concurrency, self.streaming, self.overrides = concurrency, streaming, dict(overrides or {})
-        self.on_results = on_results
+        self.on_results, self.progress_mode, self.desc = on_results, progress, desc
         self.id = uuid.uuid4().hex[:12]
         self.results: list[Response | Failure | None] = [None] * len(self.prompts)
         schema = self.overrides.get("schema", runner.settings.schema)
         self.schema = None if schema is None else as_schema(schema)  # a wrong schema fails here, not per item
-        self.progress = BatchProgress(len(self.prompts), model=runner.model, structured=self.schema is not None)
-        self.display = ProgressDisplay(self.progress, runner.pool.status_rows, mode=progress, desc="nbllm")
+        self.spending = BatchSpending(runner, budget, budget_tokens)
+        self.progress = BatchProgress(len(self.prompts), model=self.spending.price_model,
+                                      structured=self.schema is not None)
+        self.progress.budget, self.progress.budget_tokens = budget, budget_tokens
+        self.display = ProgressDisplay(self.progress, runner.pool.status_rows, mode=progress, desc=desc)
         self.stopped_by: BaseException | None = None
         self.not_stored = 0  # answers the store could not write: they are in the results, a rerun resends them
+        self._calls: list[PreparedCall | None] | None = None
 
     def __repr__(self) -> str:
         return f"<nbllm Batch {self.id}: {self.progress.format_line()}>"
 
     # ---- engine side ------------------------------------------------------------------------------
-    async def _run(self, emit: Callable[[int, Any], None] | None = None) -> None:
+    async def _run(self, emit: Emit = None) -> None:
         """On the engine: answer cached items, then run the rest with ``concurrency`` workers."""
-        calls = self._prepare(emit)
+        calls = self._prepared(emit)
         pending = self._serve_cached(calls, emit)
+        self.spending.start(calls, pending, self.results)
         todo = iter(pending)
         workers = [asyncio.create_task(self._worker(todo, calls, emit)) for _ in range(min(self.concurrency, len(pending)))]
         try:
@@ -112,7 +131,13 @@ class Batch:
             file=sys.stderr,
         )
 
-    def _prepare(self, emit: Callable[[int, Any], None] | None = None) -> list[PreparedCall | None]:
+    def _prepared(self, emit: Emit = None) -> list[PreparedCall | None]:
+        """The calls, prepared once (a resumed batch sends the same calls)."""
+        if self._calls is None:
+            self._calls = self._prepare(emit)
+        return self._calls
+
+    def _prepare(self, emit: Emit = None) -> list[PreparedCall | None]:
         """Every prompt as a call; identical prompts in one batch are distinct samples (the n-th copy
         gets sample n), so a rerun finds each copy's own answer. A prompt that cannot be sent (a lone
         surrogate, a malformed message) is that item's Failure at once, and None in the list."""
@@ -133,19 +158,17 @@ class Batch:
                 self._finish(i, Failure(error, prompt), emit)
         return calls
 
-    def _serve_cached(self, calls: list[PreparedCall | None], emit: Callable[[int, Any], None] | None) -> list[int]:
+    def _serve_cached(self, calls: list[PreparedCall | None], emit: Emit) -> list[int]:
         """Finish every item the store already answered; return the indexes still to send.
 
-        With a schema each stored answer is judged offline: one that fits is finished, one that no
-        longer fits is re-asked from that answer (it goes out with the call as ``previous``).
+        Only items without a result are looked at (all of them, unless the batch is resumed). With a
+        schema each stored answer is judged offline: one that fits is finished, one that no longer fits is
+        re-asked from that answer (it goes out with the call as ``previous``).
         """
-        store = self.runner.store
-        sendable = [i for i, call in enumerate(calls) if call is not None]
-        if store is None or not self.cache:
-            return sendable
-        hits = store.lookup_many(calls[i].fingerprint for i in sendable)  # type: ignore[union-attr,misc]
+        missing = [i for i, result in enumerate(self.results) if result is None]  # a call that is None has one
+        hits = self._hits([calls[i] for i in missing])  # type: ignore[misc]
         pending = []
-        for i in sendable:
+        for i in missing:
             call = calls[i]
             assert call is not None
             hit = hits.get(call.fingerprint)  # type: ignore[arg-type]
@@ -160,22 +183,34 @@ class Batch:
                 self._finish(i, hit, emit)
         return pending
 
-    async def _worker(self, todo: Any, calls: list[PreparedCall | None], emit: Callable[[int, Any], None] | None) -> None:
+    def _hits(self, calls: list[PreparedCall]) -> dict[str, Response]:
+        store = self.runner.store
+        if store is None or not self.cache:
+            return {}
+        return store.lookup_many(call.fingerprint for call in calls)  # type: ignore[misc]
+
+    async def _worker(self, todo: Any, calls: list[PreparedCall | None], emit: Emit) -> None:
         for i in todo:
+            call = calls[i]
+            assert call is not None
+            ticket = self.spending.reserve(call) if self.spending.active else None
+            if self.spending.paused:
+                return  # this item and the rest wait for resume(); in-flight ones still finish
             try:
-                result: Response | Failure = await self.runner.answer(calls[i], cache=False, batch=self.id, index=i)  # type: ignore[arg-type]
+                result: Response | Failure = await self.runner.answer(call, cache=False, batch=self.id, index=i)
             except NoKeyAvailableError as error:
                 self.stopped_by = error
-                self._finish(i, Failure(error, self.prompts[i]), emit)
+                self._finish(i, Failure(error, self.prompts[i]), emit, ticket)
                 raise
             except StructuredOutputError as error:  # no answer fit: keep every raw answer and its errors
                 result = Failure(error, self.prompts[i], attempts=error.attempts, text=error.text)
             except Exception as error:  # noqa: BLE001 - a failed item is recorded, the batch goes on
                 result = Failure(error, self.prompts[i])
-            self._finish(i, result, emit)
+            self._finish(i, result, emit, ticket)
 
-    def _finish(self, i: int, result: Response | Failure, emit: Callable[[int, Any], None] | None) -> None:
+    def _finish(self, i: int, result: Response | Failure, emit: Emit, ticket: Ticket | None = None) -> None:
         self.results[i] = result
+        self.spending.settle(ticket, result)
         usage = getattr(result, "usage", None)
         self.progress.item_done(
             ok=result.ok, cached=bool(getattr(result, "cached", False)),
@@ -198,7 +233,7 @@ class Batch:
         except BaseException as error:
             self._raise_stopped(error)
         finally:
-            self.display.close()
+            self.display.close(final=not self.spending.paused)
         return self._complete()
 
     def run_blocking(self) -> Results:
@@ -209,8 +244,26 @@ class Batch:
         except BaseException as error:
             self._raise_stopped(error)
         finally:
-            self.display.close()
+            self.display.close(final=not self.spending.paused)
         return self._complete()
+
+    def resume(self, budget: float | None = None, budget_tokens: int | None = None) -> Batch:
+        """Continue a paused (or interrupted) batch; await it as before. Finished items are not sent again.
+
+        ``budget``/``budget_tokens``: the new limit for the whole batch, what it already spent included.
+        """
+        self.spending.raise_to(budget, budget_tokens)
+        guard = self.spending.guard
+        self.progress.budget, self.progress.budget_tokens = guard.budget, guard.budget_tokens
+        # a new display for the rest (the last one was closed); the counters carry on
+        self.display = ProgressDisplay(self.progress, self.runner.pool.status_rows, mode=self.progress_mode,
+                                       desc=self.desc)
+        return self
+
+    def estimate(self) -> Estimate:
+        """What running this batch would cost and take (nothing is sent); see ``LLM.estimate``."""
+        calls = [call for call in self._prepared() if call is not None]
+        return self.spending.estimate(calls, self._hits(calls))
 
     async def __aiter__(self) -> AsyncIterator[tuple[int, Response | Failure]]:
         self.display.start()
@@ -220,7 +273,9 @@ class Batch:
                 yield i, result
         finally:
             self._keep()
-            self.display.close()
+            self.display.close(final=not self.spending.paused)
+        if self._is_paused():
+            raise self.spending.paused_error(self.results, self)
 
     async def _completed_stream(self) -> AsyncIterator[tuple[int, Any]]:
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
@@ -234,8 +289,6 @@ class Batch:
                     task.result()  # the batch ended early: raise why
                     break
                 yield getter.result()
-            else:
-                await task  # every item is out; let the batch say what the store could not keep
         finally:
             task.cancel()
 
@@ -243,6 +296,9 @@ class Batch:
         """(finished, missing) items right now."""
         done = sum(r is not None for r in self.results)
         return done, len(self.results) - done
+
+    def _is_paused(self) -> bool:
+        return self.spending.paused and any(result is None for result in self.results)
 
     def _raise_stopped(self, error: BaseException) -> NoReturn:
         """Keep what finished; turn 'no key left' into BatchInterrupted, re-raise interrupts as they are."""
@@ -258,6 +314,8 @@ class Batch:
 
     def _complete(self) -> Results:
         self._keep()
+        if self._is_paused():
+            raise self.spending.paused_error(self.results, self)
         return Results(self.results, schema=self.schema, model=self.runner.model)
 
     def _keep(self) -> None:

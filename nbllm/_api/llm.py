@@ -6,6 +6,8 @@
         print(chunk, end="|", flush=True)
     results = await llm.amap(prompts)
     r = llm.invoke(prompt, schema=Result)       # r.parsed: a validated Result (re-asked until it fits)
+    df = await llm.afill(df, "Classify the sentiment of this review: {text}", to="sentiment")
+    llm.estimate(prompts)                                  # cost and time before sending anything
 
 Single calls go through ``self.runner`` (a ``CallRunner``: cache lookup → key lease → request → stream →
 store), batches through ``Batch`` on the same runner. Every call runs on the engine loop; the async
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import _engine
@@ -25,9 +27,12 @@ from .._batchapi import BatchAPIOptions
 from .._call import CallRunner, LLMSettings, check_concurrency
 from .._exceptions import ConfigurationError
 from .._keys import KeyPool
+from .._prompts import DEFAULT_CONTEXT_TOKENS
 from .._store import Store
 from .._types import LLMResult, MessagesInput, Response, StreamEvent
 from .batch import Batch
+from .estimate import Estimate
+from .fill import Fill, fill_prompts
 from .provider_batch import ProviderBatchRun
 from .results import Results
 
@@ -49,6 +54,7 @@ class LLM(LLMSettings):
     """
 
     last_results: list[Any] | None = None  # the latest batch's results, also when it was interrupted
+    last_batch: Batch | Fill | None = None  # the latest batch or fill: ``await llm.last_batch.resume(budget=…)``
 
     def __repr__(self) -> str:
         model = self.model or "(default model)"
@@ -122,14 +128,16 @@ class LLM(LLMSettings):
 
     def panel(self, **kwargs: Any) -> Any:
         """A PromptPanel widget that sends its prompts through this LLM (its keys, limits and store)."""
-        from .._jupyter import PromptPanel
+        # through the public surface: the Jupyter layer builds on this one (%%llm --over runs afill)
+        from .. import PromptPanel
 
         return PromptPanel(llm=self, **kwargs)
 
     # ---- many calls ---------------------------------------------------------------------------------
     def amap(self, prompts: Sequence[MessagesInput], *, cache: bool | None = None, progress: str | None = None,
              concurrency: int | None = None, mode: str = "online", fallback: str | None = None,
-             batch_api: BatchAPIOptions | None = None, **overrides: Any) -> Batch:
+             batch_api: BatchAPIOptions | None = None, budget: float | None = None,
+             budget_tokens: int | None = None, desc: str = "nbllm", **overrides: Any) -> Batch:
         """Run many prompts; ``await`` the result for a list in input order, or ``async for i, r in ...``.
 
         Every answer is stored as it finishes; with ``cache`` (default on for batches) a rerun sends only
@@ -137,6 +145,10 @@ class LLM(LLMSettings):
         a ``Results``: ``.to_dataframe()`` and ``.summary()``. With ``schema=`` every item is parsed and
         validated (``.parsed``), re-asked up to ``max_reasks`` times; a stored answer is judged again
         offline, so a rerun with a changed schema re-asks only what no longer fits.
+
+        ``budget`` (USD) or ``budget_tokens``: the batch pauses before it would spend more, raising
+        ``BatchPaused`` with everything finished; ``await llm.last_batch.resume(budget=…)`` (or a rerun)
+        continues.
 
         ``mode="batch"`` sends them through the provider's batch API instead: half the price, answers
         within 24 hours, the same results. A rerun after an interrupt, a kernel restart or ``kill -9``
@@ -147,23 +159,53 @@ class LLM(LLMSettings):
         """
         if concurrency is not None:
             check_concurrency(concurrency)
-        if mode not in ("online", "batch"):
-            raise ConfigurationError(f"mode must be 'online' or 'batch', not {mode!r}.")
-        if mode == "online" and (fallback is not None or batch_api is not None):
-            raise ConfigurationError("fallback= and batch_api= apply to mode='batch' only.")
+        _check_mode(mode, fallback, batch_api, budget, budget_tokens)
         self.runner.check_overrides(overrides)  # wrong for every item: say so once, send nothing
         common = dict(cache=True if cache is None else cache, progress=progress or self.progress,
                       concurrency=concurrency or self.concurrency, overrides=overrides, on_results=self._keep_results)
         if mode == "batch":
-            return ProviderBatchRun(self.runner, prompts, fallback=fallback, options=batch_api, **common)
-        return Batch(self.runner, prompts, streaming=self.streaming, **common)
+            batch: Batch = ProviderBatchRun(self.runner, prompts, fallback=fallback, options=batch_api, **common)
+        else:
+            batch = Batch(self.runner, prompts, streaming=self.streaming, budget=budget, budget_tokens=budget_tokens,
+                          desc=desc, **common)
+        self.last_batch = batch
+        return batch
 
     def map(self, prompts: Sequence[MessagesInput], *, cache: bool | None = None, progress: str | None = None,
             concurrency: int | None = None, mode: str = "online", fallback: str | None = None,
-            batch_api: BatchAPIOptions | None = None, **overrides: Any) -> Results:
+            batch_api: BatchAPIOptions | None = None, budget: float | None = None,
+            budget_tokens: int | None = None, **overrides: Any) -> Results:
         """Blocking ``amap``: returns the list of results in input order (a ``Results``)."""
         return self.amap(prompts, cache=cache, progress=progress, concurrency=concurrency, mode=mode,
-                         fallback=fallback, batch_api=batch_api, **overrides).run_blocking()
+                         fallback=fallback, batch_api=batch_api, budget=budget, budget_tokens=budget_tokens,
+                         **overrides).run_blocking()
+
+    def estimate(self, prompts: Sequence[MessagesInput], **overrides: Any) -> Estimate:
+        """What ``amap(prompts, **overrides)`` would cost and take; nothing is sent (see ``Estimate``)."""
+        return self.amap(prompts, progress="none", **overrides).estimate()
+
+    def afill(self, data: Any, template: str, *, to: str, namespace: Mapping[str, Any] | None = None,
+              context_tokens: int = DEFAULT_CONTEXT_TOKENS, cache: bool | None = None, progress: str | None = None,
+              concurrency: int | None = None, budget: float | None = None, budget_tokens: int | None = None,
+              **overrides: Any) -> Fill:
+        """Ask ``template`` once per row of ``data`` and write the answers into column ``to``; await it.
+
+        ``data``: a DataFrame (written in place and returned), a list of dicts or of strings (each string
+        is the column ``text``; a new DataFrame is returned). ``{column}`` is filled from the row
+        (``{row["a column"]}`` for any name), other ``{names}`` from ``namespace``, with the brace rules
+        of ``%%llm`` and each value kept within ``context_tokens``. Failed rows stay empty, their error in
+        ``to + "_error"``; with ``schema=``, parsed fields become columns ``to.field``. A batch: resumable,
+        stored, a rerun sends only the missing rows.
+        """
+        rows, prompts = fill_prompts(data, template, namespace, context_tokens)
+        batch = self.amap(prompts, cache=cache, progress=progress, concurrency=concurrency, budget=budget,
+                          budget_tokens=budget_tokens, desc=to, **overrides)
+        self.last_batch = fill = Fill(batch, data, rows, to)
+        return fill
+
+    def fill(self, data: Any, template: str, *, to: str, **options: Any) -> Any:
+        """Blocking ``afill``: returns the table."""
+        return self.afill(data, template, to=to, **options).run_blocking()
 
     def _keep_results(self, results: list[Any]) -> None:
         self.last_results = results
@@ -188,3 +230,16 @@ class LLM(LLMSettings):
         """Blocking ``agenerate``."""
         return _engine.run_sync(self.agenerate(prompts, **overrides))
 
+
+def _check_mode(mode: str, fallback: str | None, batch_api: Any, budget: float | None,
+                budget_tokens: int | None) -> None:
+    """``amap``'s mode and the options that belong to one mode only."""
+    if mode not in ("online", "batch"):
+        raise ConfigurationError(f"mode must be 'online' or 'batch', not {mode!r}.")
+    if mode == "online" and (fallback is not None or batch_api is not None):
+        raise ConfigurationError("fallback= and batch_api= apply to mode='batch' only.")
+    if mode == "batch" and (budget is not None or budget_tokens is not None):
+        raise ConfigurationError(
+            "budget= guards online batches, which pause before a request would exceed it; a provider batch is "
+            "submitted whole. Check its cost first with llm.estimate(prompts) (the batch price is half of it)."
+        )

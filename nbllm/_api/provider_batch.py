@@ -20,7 +20,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._batchapi import BATCH_PRICE_FACTOR, BatchAPIOptions, BatchItem, Counts, LineOutcome, ProviderBatchJob
+from .._batchapi import (
+    BatchAPIOptions,
+    BatchItem,
+    Counts,
+    LineOutcome,
+    ProviderBatchJob,
+)
 from .._call import CallRunner, PreparedCall, accept_answer
 from .._exceptions import ConfigurationError
 from .._progress import BatchProgress, ProgressDisplay
@@ -58,7 +64,7 @@ class ProviderBatchRun(Batch):
         super().__init__(runner, prompts, cache=cache, progress=progress, concurrency=concurrency,
                          streaming=False, overrides=overrides, on_results=on_results)
         self.fallback, self.options, self.check_answer = fallback, options or BatchAPIOptions(), check_answer
-        self.progress = BatchProgress(len(self.prompts), model=runner.model, cost_factor=BATCH_PRICE_FACTOR,
+        self.progress = BatchProgress(len(self.prompts), model=self.spending.price_model, batch_prices=True,
                                       structured=self.schema is not None)
         self.display = ProgressDisplay(self.progress, None, mode=progress, desc="nbllm batch API")
 
@@ -67,7 +73,7 @@ class ProviderBatchRun(Batch):
 
     # ---- engine side ------------------------------------------------------------------------------
     async def _run(self, emit: Emit = None) -> None:
-        calls = self._prepare(emit)
+        calls = self._prepared(emit)
         pending = self._serve_cached(calls, emit)
         store = self.runner.store
         scratch = Store(":memory:") if store is None else None  # without a store nothing can be re-attached

@@ -19,7 +19,7 @@ from typing import Any
 
 from .._exceptions import ConfigurationError
 from .._format import format_cost, format_count, format_tokens
-from .._pricing import estimate_cost
+from .._pricing import cost
 from .._structured import Schema
 from .._types import Failure, Response, Usage
 
@@ -122,4 +122,4 @@ def summarize(results: Iterable[Any], model: str = "") -> BatchSummary:
 
 
 def _cost(model: str, usage: Usage) -> float | None:
-    return estimate_cost(model, usage.prompt_tokens, usage.completion_tokens) if model else None
+    return cost(model, usage) if model else None

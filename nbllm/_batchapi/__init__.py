@@ -16,13 +16,12 @@ mode="batch")`` (``nbllm._api``) runs the rounds, retries what failed and answer
 from .http import Connection, connect
 from .job import BatchItem, ProviderBatchJob
 from .lines import BatchRequest, batch_request, payload, split_requests
-from .options import BATCH_PRICE_FACTOR, BatchAPIOptions, BatchLimits, PollSchedule, batch_cost, limits_for
+from .options import BatchAPIOptions, BatchLimits, PollSchedule, batch_cost, limits_for
 from .part import batch_api_for
 from .results import LineOutcome, read_line, unanswered
 from .status import BatchState, Counts, read_status, sum_counts
 
 __all__ = [
-    "BATCH_PRICE_FACTOR",
     "BatchAPIOptions",
     "BatchItem",
     "BatchLimits",

@@ -37,7 +37,12 @@ from .._client import (
     make_provider,
     parse_retry_after,
 )
-from .._exceptions import APIConnectionError, NbllmError, ProviderError, RequestTimeoutError
+from .._exceptions import (
+    APIConnectionError,
+    NbllmError,
+    ProviderError,
+    RequestTimeoutError,
+)
 from .._keys import ApiKey
 from .._secrets import redact
 

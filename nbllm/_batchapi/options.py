@@ -4,7 +4,7 @@
 limits = limits_for("openai").tightened(max_requests=1_000)   # a test, or smaller files on purpose
 schedule = PollSchedule()                                     # 1 s, 1.5 s, 2.25 s, … up to 3 min
 [round(schedule.delay(n), 2) for n in range(4)]               # [1.0, 1.5, 2.25, 3.38]
-cost = batch_cost("gpt-4o-mini", 1_000_000, 0)                # 0.075: half the list price
+cost = batch_cost("gpt-4o-mini", 1_000_000, 0)                # 0.075: half the list price (today)
 ```
 """
 
@@ -15,19 +15,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from .._exceptions import ConfigurationError
-from .._pricing import estimate_cost
+from .._pricing import rates
 
-__all__ = ["BATCH_PRICE_FACTOR", "BatchAPIOptions", "BatchLimits", "PollSchedule", "batch_cost", "limits_for"]
-
-# Both providers bill batch requests at half their list price. This is the one place that says so:
-# when the price layer grows a batch-discount option, batch_cost() asks it instead of multiplying.
-BATCH_PRICE_FACTOR = 0.5
-
+__all__ = ["BatchAPIOptions", "BatchLimits", "PollSchedule", "batch_cost", "limits_for"]
 
 def batch_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """Estimated USD cost of tokens answered through a provider batch, or None for an unknown model."""
-    cost = estimate_cost(model, prompt_tokens, completion_tokens)
-    return None if cost is None else cost * BATCH_PRICE_FACTOR
+    """Estimated USD cost of tokens answered through a provider batch (the price data's batch rates:
+    half the list price at OpenAI and Anthropic today), or None for an unknown model."""
+    found = rates(model, batch=True)
+    return None if found is None else found.cost(prompt_tokens, completion_tokens)
 
 
 @dataclass(frozen=True)

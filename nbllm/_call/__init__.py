@@ -11,8 +11,8 @@
 The HTTP exchange itself (lease → request → decode → retries) is ``nbllm._client``.
 """
 
-from .route import Route, default_route, reset_defaults, resolve_route, shared_store
 from .prepared import PreparedCall
+from .route import Route, default_route, reset_defaults, resolve_route, shared_store
 from .runner import CallRunner
 from .settings import DEFAULT_CONCURRENCY, LLMSettings, check_concurrency
 from .structured import accept_answer, capabilities

@@ -12,7 +12,14 @@ The provider batch APIs (``nbllm._batchapi``) use the same transport, providers 
 
 from .attempts import Target, run_call
 from .http import Timeouts, TransportBroken, TransportTimeout, UploadFile, get_transport
-from .providers import CallSpec, OutputFormat, Provider, error_for_status, make_provider, resolve_model
+from .providers import (
+    CallSpec,
+    OutputFormat,
+    Provider,
+    error_for_status,
+    make_provider,
+    resolve_model,
+)
 from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
 
 __all__ = [

@@ -2,7 +2,8 @@
 
 - ``magics``: ``%%llm``, ``%llm`` and ``%llm_config``; a ``%%llm`` cell becomes a top-level await.
 - ``cellrunner``: one ``%%llm`` answer, streamed into the cell.
-- ``interpolate``: ``{name}`` placeholders filled from the user's variables, JSON braces left alone.
+- ``datacell``: ``--over`` a table, ``-m a,b`` side by side, ``--estimate``, ``%llm context``.
+- ``compare``: several answers streamed side by side into one output.
 - ``render``: the throttled live renderer (escaped text while streaming, Markdown once at the end).
 - ``panel``, ``panel_format``: the ``PromptPanel`` widget and its HTML.
 

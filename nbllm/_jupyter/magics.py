@@ -4,6 +4,12 @@
 %%llm -f json -o ans
 Return the result as JSON: {"expression": "{question}", "result": ?}
 ```
+```
+%%llm --over reviews --to sentiment -m openai:gpt-4o-mini,anthropic:claude-haiku-4-5
+Classify the sentiment of this review as positive, negative or neutral: {text}
+```
+(``--over``, ``-m a,b`` and ``--estimate`` cells are ``datacell``'s; ``%llm context {expr}`` shows what a
+variable becomes in a prompt.)
 
 ``%%llm --schema Result -o ans`` (``Result`` a Pydantic model class or a JSON Schema dict in the
 notebook) validates the answer, re-asks until it fits, and renders the parsed object as JSON; ``ans`` is
@@ -39,7 +45,9 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
 
 from .._call import CallRunner
 from .._exceptions import ConfigurationError
+from .._prompts import DEFAULT_CONTEXT_TOKENS, interpolate, render_value
 from .._structured import as_schema
+from .._types import Response
 from .cellrunner import (
     CellRequest,
     CellRunner,
@@ -47,48 +55,27 @@ from .cellrunner import (
     run_blocking,
     runner_for,
 )
-from .interpolate import interpolate
+from .cellsyntax import (
+    ENTRY,
+    parse_llm_cell,
+    parse_options,
+    rewrite_llm_cell,
+    split_line,
+)
+from .datacell import (
+    DataRequest,
+    compare_cell,
+    context_preview,
+    estimate_cell,
+    over_cell,
+)
 from .render import FORMATS
 
 __all__ = ["ENTRY", "NbllmMagics", "load_ipython_extension", "parse_llm_cell", "rewrite_llm_cell",
            "unload_ipython_extension"]
 
-ENTRY = "__nbllm_cell__"  # the name the rewritten cell awaits, kept in the user namespace
-_MAGIC = "%%llm"
 _SETTINGS = ("model", "format", "refresh_hz", "system", "temperature", "max_tokens", "stream",
-             "base_url", "api_key_env")
-
-
-def parse_llm_cell(lines: list[str]) -> tuple[str, str | None] | None:
-    """``(magic line, body)`` of a ``%%llm`` cell, ``(line, None)`` of a cell that is one ``%llm`` line."""
-    filled = [i for i, text in enumerate(lines) if text.strip()]
-    if not filled:
-        return None
-    first = lines[filled[0]].strip()
-    for magic, body in ((_MAGIC, "".join(lines[filled[0] + 1:])), (_MAGIC[1:], None)):
-        rest = first[len(magic):]
-        if first.startswith(magic) and (not rest or rest[0].isspace()):
-            if body is None and len(filled) > 1:
-                return None  # a %llm line among other code: left to IPython
-            return rest.strip(), body
-    return None  # not ours (``%%llm_other`` is another magic)
-
-
-def rewrite_llm_cell(lines: list[str], autoawait: bool = True) -> list[str]:
-    """The transformer's pure core: a ``%%llm`` / ``%llm`` cell as one await; other cells unchanged.
-
-    Without autoawait a ``%%llm`` cell is left to the registered magic, and a ``%llm`` line becomes the
-    call IPython would make, written out so that a prompt ending in ``?`` is not taken for a help request.
-    """
-    parsed = parse_llm_cell(lines)
-    if parsed is None:
-        return lines
-    line, body = parsed
-    if autoawait:
-        return [f"await {ENTRY}({line!r}, {body!r})\n"]
-    if body is None:
-        return [f"get_ipython().run_line_magic('llm', {line!r})\n"]
-    return lines
+             "base_url", "api_key_env", "context_tokens")
 
 
 class _CellTransformer:
@@ -129,6 +116,8 @@ class NbllmMagics(Magics):
                        help="An OpenAI-compatible server to use instead.").tag(config=True)
     api_key_env = Unicode(None, allow_none=True,
                           help="Name of the environment variable holding the key (never the key).").tag(config=True)
+    context_tokens = Int(DEFAULT_CONTEXT_TOKENS, min=50,
+                         help="Most tokens one {variable} may take in a prompt.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -137,10 +126,12 @@ class NbllmMagics(Magics):
         self._subcommands: dict[str, Callable[[], Any]] = {
             "status": self._status, "chat": self._show_chat, "chat reset": self._reset_chat,
         }
+        self._prefix_commands: dict[str, Callable[[str], Any]] = {"context": self._context}
 
     # ---- %%llm and %llm -----------------------------------------------------------------------------
     @magic_arguments()
-    @argument("-m", "--model", help="Model for this cell, e.g. openai:gpt-4o-mini.")
+    @argument("-m", "--model", help="Model for this cell, e.g. openai:gpt-4o-mini; several, comma-separated, "
+              "answer side by side.")
     @argument("-s", "--system", help="System prompt for this cell.")
     @argument("-t", "--temperature", type=float, help="Sampling temperature.")
     @argument("--max-tokens", type=int, help="Most tokens in the answer.")
@@ -153,18 +144,25 @@ class NbllmMagics(Magics):
     @argument("--no-interpolate", action="store_true", help="Send {braces} as written, fill nothing.")
     @argument("--schema", metavar="NAME", help="A Pydantic model class or JSON Schema dict in your namespace: the "
               "answer is validated (re-asked until it fits) and shown as JSON; -o gets the Response, .parsed the object.")
+    @argument("--context-tokens", type=int, metavar="N", help="Most tokens one {variable} may take (default 3000).")
+    @argument("--over", metavar="NAME", help="Run the prompt once per row of this DataFrame (or list of dicts "
+              "or strings); {column} is filled from each row.")
+    @argument("--to", metavar="COLUMN", default="answer", help="With --over: the column the answers go into.")
+    @argument("--estimate", action="store_true", help="Show what the cell would cost and take; send nothing.")
+    @argument("--budget", type=float, metavar="USD", help="With --over: pause before spending more than this.")
+    @argument("--budget-tokens", type=int, metavar="N", help="With --over: pause before using more tokens.")
     @line_cell_magic
     def llm(self, line: str, cell: str | None = None) -> Any:
         """Ask a model; the answer streams into the cell. ``{name}`` / ``{expr}`` are filled from your variables.
 
         Cell: ``%%llm [options]`` then the prompt. Line: ``%llm PROMPT``, ``%llm [options] -- PROMPT``,
-        ``%llm status`` (the key pool), ``%llm chat`` / ``%llm chat reset`` (the --chat conversation).
+        ``%llm status`` (the key pool), ``%llm chat`` / ``%llm chat reset`` (the --chat conversation),
+        ``%llm context {expr}`` (what a variable becomes in a prompt).
         """
         result = self._dispatch(line, cell)
         if not inspect.isawaitable(result):
             return result  # a subcommand's table
-        run_blocking(result, self.shell)
-        return None  # the answer is already on screen; no Out[] repeat
+        return _cell_value(run_blocking(result, self.shell))
 
     def cell_entry(self, line: str, body: str | None = None) -> Awaitable[Any]:
         """What a rewritten cell awaits (``body`` None: the ``%llm`` line form); interrupts show in one line."""
@@ -174,12 +172,12 @@ class NbllmMagics(Magics):
             if not inspect.isawaitable(result):
                 return result  # a subcommand's table
             try:
-                await result
+                value = await result
             except GenerationInterrupted:
                 raise
             except asyncio.CancelledError:
                 raise GenerationInterrupted("the answer was stopped; the partial text is kept above") from None
-            return None  # the answer is already on screen; no Out[] repeat
+            return _cell_value(value)
 
         return answer()
 
@@ -190,7 +188,10 @@ class NbllmMagics(Magics):
         handler = self._subcommands.get(" ".join(line.split()))
         if handler is not None:
             return handler()
-        options, prompt = _split_line(line)
+        command, _, rest = line.strip().partition(" ")
+        if command in self._prefix_commands and rest.strip():
+            return self._prefix_commands[command](rest.strip())
+        options, prompt = split_line(line)
         if not prompt.strip():
             raise UsageError("%llm needs a prompt: %llm PROMPT, or %llm [options] -- PROMPT.")
         return self.prepare(options, prompt)
@@ -206,23 +207,24 @@ class NbllmMagics(Magics):
         except ConfigurationError as error:
             raise UsageError(str(error)) from None
 
-    def _prepare(self, line: str, body: str) -> Awaitable[Any]:
-        args = _parse_options(self.llm, line)
+    def _prepare(self, line: str, body: str) -> Any:
+        args = parse_options(self.llm, line)
         if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
             raise UsageError(f"-o needs a variable name, got {args.output!r}.")
         if args.reset:
             self.runner.history.clear()
-        prompt = body if args.no_interpolate else interpolate(body, self.shell.user_ns)
-        if not prompt.strip():
-            raise UsageError("The %%llm cell has no prompt: write it below the %%llm line.")
+        tokens = _pick(args.context_tokens, self.context_tokens)
         schema = self._schema(args.schema)
+        overrides = _overrides(system=_pick(args.system, self.system),
+                               temperature=_pick(args.temperature, self.temperature),
+                               max_tokens=_pick(args.max_tokens, self.max_tokens))
+        if args.over is not None or args.estimate or "," in (args.model or ""):
+            return self._data_cell(args, body, tokens, _overrides(schema=schema, **overrides))
+        prompt = body if args.no_interpolate else self._fill(body, tokens)
         request = CellRequest(
             prompt, fmt=args.format or ("json" if schema is not None else self.format), output=args.output,
             chat=args.chat, schema=schema,
-            stream=self.stream and not args.no_stream, refresh_hz=self.refresh_hz,
-            overrides=_overrides(system=_pick(args.system, self.system),
-                                 temperature=_pick(args.temperature, self.temperature),
-                                 max_tokens=_pick(args.max_tokens, self.max_tokens)),
+            stream=self.stream and not args.no_stream, refresh_hz=self.refresh_hz, overrides=overrides,
         )
         return self.runner.run(self.current_runner(args.model), request)
 
@@ -237,6 +239,35 @@ class NbllmMagics(Magics):
         as_schema(schema)  # a ConfigurationError (not a model, not a schema) becomes a UsageError
         return schema
 
+    def _fill(self, body: str, tokens: int) -> str:
+        prompt = interpolate(body, self.shell.user_ns, render=lambda value: render_value(value, tokens))
+        if not prompt.strip():
+            raise UsageError("The %%llm cell has no prompt: write it below the %%llm line.")
+        return prompt
+
+    def _data_cell(self, args: Any, body: str, tokens: int, overrides: dict[str, Any]) -> Any:
+        """An ``--over``, ``-m a,b`` or ``--estimate`` cell (``datacell``); the chat options do not apply."""
+        if args.chat or args.no_interpolate and args.over is not None:
+            raise UsageError("--over, --estimate and -m a,b cells cannot use --chat or --no-interpolate.")
+        if "schema" in overrides and args.over is None and not args.estimate:
+            raise UsageError("--schema compares no models side by side (a structured answer is shown once it is "
+                             "valid, not streamed): use one model, or --over a table with a column per model.")
+        if args.over is not None and args.over not in self.shell.user_ns:
+            raise UsageError(f"--over {args.over}: no variable {args.over!r}; define the DataFrame (or list) first.")
+        models = [m.strip() for m in (args.model or self.model or "").split(",") if m.strip()] or [None]
+        runners = {model or self.current_runner().settings.model or self.current_runner().model:
+                   self.current_runner(model) for model in dict.fromkeys(models)}
+        request = DataRequest(body, over=args.over, to=args.to, output=args.output, budget=args.budget,
+                              budget_tokens=args.budget_tokens, context_tokens=tokens, overrides=overrides,
+                              stream=self.stream and not args.no_stream, refresh_hz=self.refresh_hz)
+        if args.estimate:
+            prompt = None if args.over is not None else self._fill(body, tokens)
+            return estimate_cell(self.shell.user_ns, runners, request, prompt)
+        if args.over is not None:
+            return over_cell(self.shell.user_ns, runners, request)
+        prompt = body if args.no_interpolate else self._fill(body, tokens)
+        return compare_cell(self.shell.user_ns, runners, prompt, request)
+
     def current_runner(self, model: str | None = None) -> CallRunner:
         """The cached call runner for the current settings (``model`` overrides the configured one)."""
         return runner_for(model or self.model, self.base_url, self.api_key_env)
@@ -244,6 +275,13 @@ class NbllmMagics(Magics):
     # ---- subcommands of %llm (dispatched through self._subcommands) --------------------------------
     def _status(self) -> Any:
         return self.current_runner().pool.status()
+
+    def _context(self, expression: str) -> Any:
+        """``%llm context {expr}``: exactly what ``{expr}`` becomes in a prompt, and its token count."""
+        try:
+            return context_preview(expression, self.shell.user_ns, self.context_tokens, self.model)
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
 
     def _show_chat(self) -> None:
         if not self.runner.history:
@@ -303,19 +341,6 @@ class SettingsTable(dict):
         return f"<table><tr><th>setting</th><th>value</th></tr>{rows}</table>"
 
 
-def _split_line(line: str) -> tuple[str, str]:
-    """``%llm [options] -- prompt`` -> (options, prompt); the prompt is never shell-split (apostrophes)."""
-    stripped = line.strip()
-    if stripped.startswith("--") and (len(stripped) == 2 or stripped[2].isspace()):
-        return "", stripped[2:].strip()
-    options, sep, prompt = stripped.partition(" -- ")
-    if sep:
-        return options, prompt.strip()
-    if stripped.startswith("-"):
-        raise UsageError("Put -- between the options and the prompt: %llm -f text -- PROMPT.")
-    return "", stripped
-
-
 def _awaits_on_asyncio(shell: Any) -> bool:
     """Top-level await is on and runs on asyncio (not ``%autoawait trio``), as the rewritten cell needs."""
     from IPython.core.async_helpers import _asyncio_runner
@@ -323,16 +348,9 @@ def _awaits_on_asyncio(shell: Any) -> bool:
     return bool(getattr(shell, "autoawait", False)) and getattr(shell, "loop_runner", None) is _asyncio_runner
 
 
-def _parse_options(magic: Any, line: str) -> Any:
-    """Options of ``%%llm`` split as a shell would: ``-s "Be brief."`` gives ``Be brief.`` without quotes.
-
-    (IPython's ``parse_argstring`` keeps the quotes, which would then be sent to the model.)
-    """
-    try:
-        argv = shlex.split(line)
-    except ValueError as error:
-        raise UsageError(f"Cannot read the %%llm options {line!r}: {error}.") from None
-    return magic.parser.parse_args(argv)
+def _cell_value(value: Any) -> Any:
+    """What a cell shows as its result: a data cell's table or estimate; an answer is already on screen."""
+    return None if value is None or isinstance(value, Response) else value
 
 
 def _pick(option: Any, setting: Any) -> Any:

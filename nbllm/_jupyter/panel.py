@@ -6,6 +6,7 @@ panel                                      # shows it: type a prompt, click Send
 response = await panel.send("Hello, how are you?")   # or drive it from code
 panel.history                              # [{"role": "user", ...}, {"role": "assistant", ...}]
 panel.on_answer(lambda response: print(response.usage))
+panel.compare_toggle.value = True          # "Compare": the next prompt also goes to compare_model_box's model
 ```
 
 Send runs the answer as an asyncio task on the loop that is running (the kernel's), so the kernel is
@@ -38,6 +39,7 @@ from .. import _engine
 from .._call import CallRunner, LLMSettings
 from .._exceptions import ConfigurationError, NbllmError
 from .._types import Message, Response, Usage
+from .panel_compare import CompareMode
 from .panel_format import (
     answer_html,
     history_html,
@@ -57,7 +59,7 @@ _DEFAULT_MAX_TOKENS = 1024
 Running = Union["asyncio.Task[Response | None]", "concurrent.futures.Future[Response | None]"]
 
 
-class PromptPanel(widgets.VBox):
+class PromptPanel(CompareMode, widgets.VBox):
     """A prompt box, model settings, Send / Stop / Clear, the streamed answer and the conversation.
 
     ``llm``: the ``nbllm.LLM`` to ask (default: one for ``model``, keys from the environment or the
@@ -91,7 +93,9 @@ class PromptPanel(widgets.VBox):
         self.runner: CallRunner = llm.runner if llm is not None else CallRunner(LLMSettings(model))
         settings = self.runner.settings
         model = model or settings.model or ""
-        self._build(_model_choices(model, models))
+        choices = _model_choices(model, models)
+        self._build(choices)
+        self._build_compare(choices)
         kwargs.setdefault("layout", widgets.Layout(border="1px solid var(--jp-border-color2, #e0e0e0)",
                                                    padding="6px 8px"))
         super().__init__(children=self._layout(), **kwargs)
@@ -145,7 +149,8 @@ class PromptPanel(widgets.VBox):
 
     def _layout(self) -> list[widgets.Widget]:
         system = widgets.Accordion(children=[self.system_box], titles=("System prompt",))
-        settings = widgets.HBox([self.model_box, self.temperature_box, self.max_tokens_box],
+        settings = widgets.HBox([self.model_box, self.temperature_box, self.max_tokens_box, self.compare_toggle,
+                                 self.compare_model_box],
                                 layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         buttons = widgets.HBox([self.send_button, self.stop_button, self.clear_button])
         answer = widgets.VBox([self.question_view, self.answer_view, self.stats_view, self.error_view])
@@ -167,7 +172,8 @@ class PromptPanel(widgets.VBox):
         Returns the running answer at once: an ``asyncio.Task`` on the running loop (``await`` it), or,
         with no loop running, a ``concurrent.futures.Future`` on nbllm's engine (``.result()``). It
         resolves to the ``Response`` (``finish_reason="stopped"`` after Stop) or None after an error,
-        which the panel shows as a red line. Raises if the prompt is empty or an answer is running.
+        which the panel shows as a red line; in compare mode to ``{model: Response}``. Raises if the
+        prompt is empty or an answer is running.
         """
         if self.busy:
             raise NbllmError("The panel is still answering; call stop() (or click Stop) first.")
@@ -175,7 +181,13 @@ class PromptPanel(widgets.VBox):
         if not text.strip():
             raise ConfigurationError("The prompt is empty: type one in the box, or pass send('...').")
         messages = [*self._history, {"role": "user", "content": text}]
-        coro = self._run(text, messages, self._runner_for(self.model), self._overrides())
+        runner = self._runner_for(self.model)
+        if self.comparing:  # two models side by side; {model: Response}
+            name = self.model.strip() or runner.settings.model or runner.model
+            runners = self._compare_runners(runner, self._runner_for(self.compare_model_box.value), name)
+            coro: Coroutine[Any, Any, Any] = self._run_compare(runners, messages, self._overrides())
+        else:
+            coro = self._run(text, messages, runner, self._overrides())
         self._begin(text)
         self._task, self._loop = _schedule(coro)
         self._task.add_done_callback(self._done)

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, TextIO
 
 from .._exceptions import ConfigurationError, NbllmError
 
-__all__ = ["FORMATS", "LiveRenderer", "error_bundle", "extract_code", "render_bundle"]
+__all__ = ["FORMATS", "DisplaySink", "LiveRenderer", "default_sink", "error_bundle", "extract_code", "render_bundle"]
 
 FORMATS = ("markdown", "text", "code", "json", "html")
 
@@ -165,7 +165,7 @@ def note_for(exc: BaseException | None) -> str | None:
 
 
 # ---- sinks ------------------------------------------------------------------------------------------
-class _DisplaySink:
+class DisplaySink:
     """One ``display(..., display_id=True)`` created on the first bundle and updated in place after."""
 
     __slots__ = ("handle",)
@@ -182,11 +182,11 @@ class _DisplaySink:
             self.handle.update(data, metadata=metadata, raw=True)
 
 
-def _default_sink() -> Sink | None:
+def default_sink() -> Sink | None:
     """A display sink inside a Jupyter kernel; None (print tokens) in a terminal or plain Python."""
     from .._progress import in_notebook
 
-    return _DisplaySink() if in_notebook() else None
+    return DisplaySink() if in_notebook() else None
 
 
 # ---- the live renderer ------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ class LiveRenderer:
         if refresh_hz <= 0:
             raise ConfigurationError(f"refresh_hz must be positive, got {refresh_hz}.")
         self.fmt, self.refresh_hz, self.language = fmt, refresh_hz, language
-        self._sink = sink if sink is not None else _default_sink()
+        self._sink = sink if sink is not None else default_sink()
         self._out = out
         self._clock = clock
         self._chunks: list[str] = []  # appended pieces, joined lazily when text is read

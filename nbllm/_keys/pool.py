@@ -25,7 +25,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._exceptions import ConfigurationError, NbllmError, NoKeyAvailableError, RateLimitError
+from .._exceptions import (
+    ConfigurationError,
+    NbllmError,
+    NoKeyAvailableError,
+    RateLimitError,
+)
 from .config import ApiKey, KeySpec, keys_from_env, load_env, to_api_key
 from .snapshot import RateLimitSnapshot
 from .state import KeyState, choose_key

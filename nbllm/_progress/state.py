@@ -4,6 +4,7 @@
 progress = BatchProgress(total=10_000, model="gpt-4o-mini")
 progress.item_done(ok=True, prompt_tokens=40, completion_tokens=12, key_alias="key-1")
 progress.format_line()  # e.g. '1 234/10 000 ✓1 230 ✗4 ⟲0 · 812 req/min · 95.3k tok/min · $0.041 · ETA 10:51'
+progress.budget = 0.50    # a spend guard's limit: the cost then reads '$0.041 / $0.50'
 ```
 
 Rates are measured over a sliding 30 s window so that the ETA follows the current pace (keys cooling
@@ -13,7 +14,7 @@ a batch of 100 000 items must not spend noticeable time on its own bookkeeping.
 
 A batch sent through a provider's batch API (``mode="batch"``) also shows the provider's own counts
 (``set_provider_counts``: validating / in progress / completed / failed) instead of request rates, and
-its cost at the batch price (``cost_factor``).
+its cost at the batch price (``batch_prices``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections import deque
 from typing import Any, Callable, Mapping
 
 from .._format import format_cost, format_count, format_duration, format_tokens
-from .._pricing import estimate_cost
+from .._pricing import Rates, rates
 
 __all__ = ["BatchProgress"]
 
@@ -39,16 +40,20 @@ class BatchProgress:
 
     __slots__ = (
         "total", "model", "done", "ok", "failed", "cached", "repaired", "structured", "prompt_tokens",
-        "completion_tokens", "by_key", "not_stored", "_clock", "_start", "_window", "_window_tokens", "cost_factor",
-        "provider_counts", "provider_waiting",
+        "completion_tokens", "by_key", "not_stored", "_clock", "_start", "_window", "_window_tokens",
+        "provider_counts", "provider_waiting", "spent", "budget", "budget_tokens", "batch_prices", "_rates",
     )
 
     def __init__(self, total: int, model: str = "", clock: Callable[[], float] = time.monotonic,
-                 cost_factor: float = 1.0, structured: bool = False) -> None:
+                 batch_prices: bool = False, structured: bool = False) -> None:
         self.total = total
         self.model = model
-        # share of the list price paid (a provider batch pays half)
-        self.cost_factor = cost_factor
+        # USD spent so far, item by item (a long prompt may pay a long-context rate); None: no price known
+        self.spent: float | None = None
+        self.budget: float | None = None  # shown as "spent / budget" when a batch has a spend guard
+        self.budget_tokens: int | None = None
+        self.batch_prices = batch_prices  # priced at the provider's Batch API rates (mode="batch")
+        self._rates: Rates | None | bool = False  # looked up on the first item (False: not yet)
         # a provider batch's own counts (validating, in_progress, completed, failed), once polled
         self.provider_counts: dict[str, int] | None = None
         # items the provider has finished whose results nbllm has not collected yet
@@ -98,10 +103,17 @@ class BatchProgress:
             return
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
+        self._add_cost(prompt_tokens, completion_tokens)
         tokens = prompt_tokens + completion_tokens
         self._window.append((now, tokens))
         self._window_tokens += tokens
         self._prune(now)
+
+    def _add_cost(self, prompt_tokens: int, completion_tokens: int) -> None:
+        if self._rates is False:
+            self._rates = rates(self.model, batch=self.batch_prices) if self.model else None
+        if isinstance(self._rates, Rates):
+            self.spent = (self.spent or 0.0) + self._rates.cost(prompt_tokens, completion_tokens)
 
     def _prune(self, now: float) -> None:
         # each entry is appended once and popped once: O(1) amortised per item
@@ -150,8 +162,9 @@ class BatchProgress:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the recent pace; ``None`` before the first item or after a 30 s stall."""
-        if self.done == 0:
+        """Seconds left at the recent pace; ``None`` before the first item, after a 30 s stall, and while
+        a provider batch works (its pace is the provider's)."""
+        if self.done == 0 or self.provider_counts is not None:
             return None
         if self.remaining == 0:
             return 0.0
@@ -160,8 +173,21 @@ class BatchProgress:
 
     @property
     def cost(self) -> float | None:
-        cost = estimate_cost(self.model, self.prompt_tokens, self.completion_tokens)
-        return None if cost is None else cost * self.cost_factor
+        """USD spent so far (None when the model's price is unknown); answers from the store are free."""
+        if self.spent is None and self.budget is not None:
+            return 0.0  # nothing spent yet, but "$0 / $0.50" says the guard is on
+        return self.spent
+
+    def _cost_text(self) -> str | None:
+        cost = self.cost
+        if cost is None:
+            return None
+        return format_cost(cost) + (f" / {format_cost(self.budget)}" if self.budget is not None else "")
+
+    def _tokens_text(self) -> str | None:
+        if self.budget_tokens is None:
+            return None
+        return f"{format_tokens(self.tokens)} / {format_tokens(self.budget_tokens)} tokens"
 
     def _provider_text(self) -> str:
         counts = self.provider_counts or {}
@@ -175,18 +201,17 @@ class BatchProgress:
             valid = f"✓{format_count(self.ok)}"
         return f"{valid} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}"
 
+    def _pace(self) -> list[str]:
+        """Request and token rates, or a provider batch's own counts instead."""
+        if self.provider_counts is not None:
+            return [f"batch: {self._provider_text()}"]
+        return [f"{self.requests_per_minute:.0f} req/min", f"{format_tokens(self.tokens_per_minute)} tok/min"]
+
     def format_line(self) -> str:
         """``"1 234/10 000 ✓1 230 ✗4 ⟲0 · 812 req/min · 95.3k tok/min · $0.041 · ETA 10:51"``."""
-        parts = [
-            f"{format_count(self.done)}/{format_count(self.total)} {self._outcomes()}",
-        ]
-        if self.provider_counts is not None:
-            parts.append(f"batch: {self._provider_text()}")
-        else:
-            parts += [f"{self.requests_per_minute:.0f} req/min", f"{format_tokens(self.tokens_per_minute)} tok/min"]
-        cost, eta = self.cost, (self.eta if self.provider_counts is None else None)
-        if cost is not None:
-            parts.append(format_cost(cost))
+        parts = [f"{format_count(self.done)}/{format_count(self.total)} {self._outcomes()}", *self._pace()]
+        parts += [text for text in (self._cost_text(), self._tokens_text()) if text]
+        eta = self.eta
         if eta is not None:
             parts.append(f"ETA {format_duration(eta)}")
         return " · ".join(parts + self._storage_note())
@@ -203,9 +228,11 @@ class BatchProgress:
         else:
             out["req/min"] = f"{self.requests_per_minute:.0f}"
             out["tok/min"] = format_tokens(self.tokens_per_minute)
-        cost, eta = self.cost, (self.eta if self.provider_counts is None else None)
+        cost, spent_tokens, eta = self._cost_text(), self._tokens_text(), self.eta
         if cost is not None:
-            out["cost"] = format_cost(cost)
+            out["cost"] = cost
+        if spent_tokens is not None:
+            out["spent"] = spent_tokens
         if eta is not None:
             out["ETA"] = format_duration(eta)
         return out
@@ -218,9 +245,9 @@ class BatchProgress:
             self._outcomes(),
             f"{format_tokens(self.tokens)} tokens",
         ]
-        cost = self.cost
+        cost = self._cost_text()
         if cost is not None:
-            parts.append(format_cost(cost))
+            parts.append(cost)
         parts.append(f"{self.done * 60.0 / max(elapsed, 1e-3):.0f} req/min average")
         return " · ".join(parts + self._storage_note())
 

@@ -292,6 +292,12 @@ class Store:
                     newest[row[1]] = row
         return {fp: response_from_row(row) for fp, row in newest.items()}
 
+    def completion_tokens(self, model: str, limit: int = 200) -> list[int]:
+        """Completion tokens of the newest ``limit`` answers of ``model``: how long its answers run."""
+        rows = self._select("SELECT completion_tokens FROM results WHERE ok = 1 AND model = ? "
+                            "AND completion_tokens IS NOT NULL ORDER BY id DESC LIMIT ?", (model, limit))
+        return [row[0] for row in rows]
+
     def batches(self) -> list[dict[str, Any]]:
         """One dict per batch, oldest first: ``batch, created, rows, ok, failed``."""
         self._writer.flush()

@@ -13,7 +13,14 @@ no I/O.
 from .extract import NotJSON, extract_json
 from .schema import Schema, SchemaMismatch, as_schema
 from .strict import drop_added_nulls, strict_schema
-from .verdict import TRUNCATED, Verdict, correction, judge, reask_messages, with_instructions
+from .verdict import (
+    TRUNCATED,
+    Verdict,
+    correction,
+    judge,
+    reask_messages,
+    with_instructions,
+)
 
 __all__ = [
     "TRUNCATED",

@@ -88,7 +88,9 @@ class _PydanticSchema(Schema):
         super().__init__(model, model.model_json_schema(), _clean_name(model.__name__))  # type: ignore[attr-defined]
 
     def validate(self, value: Any) -> Any:
-        from pydantic import ValidationError  # already imported: the user's model is a Pydantic model
+        from pydantic import (
+            ValidationError,  # already imported: the user's model is a Pydantic model
+        )
 
         try:
             return self.source.model_validate(self._relaxed(value))

@@ -17,7 +17,13 @@ from .base import (
     StreamState,
     error_for_status,
 )
-from .shapes import expect_object, optional_list, optional_object, optional_text, token_count
+from .shapes import (
+    expect_object,
+    optional_list,
+    optional_object,
+    optional_text,
+    token_count,
+)
 
 __all__ = ["AnthropicProvider"]
 

@@ -21,6 +21,9 @@ Used by ``%%llm``, where prompts are prose that often contains JSON. The rules:
   written is never half of a ``}}``: ``{"a": {"b": 1}}`` comes out unchanged.
 - **Pairing.** Braces are paired by counting; quotes are not considered, because apostrophes in
   prose would otherwise swallow the rest of the prompt. Unpaired braces are kept as they are.
+- **Rendering.** ``render(value)`` (default ``format(value, "")``, as an f-string writes it) turns a
+  field without conversion or spec into text; ``%%llm`` passes one that keeps large values within a
+  token budget (``context.render_value``). ``{x!r}`` and ``{x:.2f}`` are always written as asked.
 - **Errors.** An undefined name raises ``ConfigurationError`` naming the placeholder and how to
   escape it; any other error while evaluating or formatting is wrapped in one (chained).
 
@@ -143,13 +146,18 @@ def _undefined_name(field: _Field, error: NameError, namespace: Mapping[str, Any
     return error.name if error.name in names and error.name not in namespace else None
 
 
-def _render(field: _Field, env: dict[str, Any], namespace: Mapping[str, Any]) -> str:
+Render = Callable[[Any], str]
+
+
+def _render(field: _Field, env: dict[str, Any], namespace: Mapping[str, Any], render: Render | None) -> str:
     escape = f"write {{{{{field.text}}}}} to keep the braces as text"
     try:
         value = eval(compile(field.tree, "<prompt placeholder>", "eval"), env)  # noqa: S307
+        if field.conversion is None and not field.spec and render is not None:
+            return render(value)
         if field.conversion is not None:
             value = _CONVERSIONS[field.conversion](value)
-        spec = "".join(_fill(field.spec, env, namespace)) if "{" in field.spec else field.spec
+        spec = "".join(_fill(field.spec, env, namespace, None)) if "{" in field.spec else field.spec
         return format(value, spec)
     except NameError as error:
         missing = _undefined_name(field, error, namespace)
@@ -167,18 +175,21 @@ def _render(field: _Field, env: dict[str, Any], namespace: Mapping[str, Any]) ->
         ) from error
 
 
-def _fill(template: str, env: dict[str, Any], namespace: Mapping[str, Any]) -> Iterator[str]:
+def _fill(template: str, env: dict[str, Any], namespace: Mapping[str, Any], render: Render | None) -> Iterator[str]:
     for segment in _segments(template):
-        yield segment if isinstance(segment, str) else _render(segment, env, namespace)
+        yield segment if isinstance(segment, str) else _render(segment, env, namespace, render)
 
 
-def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
-    """``template`` with every placeholder filled from ``namespace``; other braces stay as written."""
+def interpolate(template: str, namespace: Mapping[str, Any], render: Render | None = None) -> str:
+    """``template`` with every placeholder filled from ``namespace``; other braces stay as written.
+
+    ``render`` turns a plain ``{expr}``'s value into text (default: ``format(value, "")``).
+    """
     if "{" not in template and "}" not in template:
         return template
     # eval() needs a real dict as globals, and must not add "__builtins__" to the caller's namespace.
     env = dict(namespace)
-    return "".join(_fill(template, env, namespace))
+    return "".join(_fill(template, env, namespace, render))
 
 
 def find_placeholders(template: str) -> list[str]:
