@@ -159,7 +159,7 @@ def client_httpx2_aiohttp(url: str, n: int) -> dict[str, Any]:
 
 def client_nbllm_transport(url: str, n: int) -> dict[str, Any]:
     """nbllm's own HTTP layer alone (``nbllm._client.http.get_transport().post``, on the engine loop, the way
-    ``nbllm._client.call`` calls it), without the batch, pool, retries, store or progress: the rest of nbllm's
+    ``nbllm._client.attempts`` calls it), without the batch, pool, retries, store or progress: the rest of nbllm's
     cost is nbllm's total minus this."""
     import json as _json
 

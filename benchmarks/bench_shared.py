@@ -127,7 +127,7 @@ def worker_prompts(index: int, items: int) -> list[str]:
 
 
 async def _warm_up(pool: Any, base_url: str) -> None:
-    from nbllm._client.call.http import Timeouts, get_transport
+    from nbllm._client import Timeouts, get_transport
 
     # open a pooled connection first (a POST the simulator refuses without a key costs nothing)
     async with get_transport().post(base_url + "/chat/completions", {}, {}, Timeouts()) as response:
