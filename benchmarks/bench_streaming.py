@@ -3,7 +3,7 @@
 A real IPython kernel (``jupyter_client.KernelManager``) runs one cell that streams 20 concurrent
 answers from the simulator (another process, ``tokens_per_second=100``) into 20 outputs:
 
-- **nbllm**: what ``%%llm`` does (``nbllm._jupyter.cellrunner._generate``): ``async with LiveRenderer("markdown")``
+- **nbllm**: what ``%%llm`` does (``nbllm._jupyter.cellrunner``): ``async with LiveRenderer("markdown")``
   fed from ``llm.astream_events``;
 - **naive**: ``handle = display("", display_id=True)`` then ``handle.update(text)`` on every token.
 
@@ -38,7 +38,7 @@ _last, _ids, _texts = {{}}, {{}}, {{}}
 '''
 
 _NBLLM_CELL = r'''
-from nbllm._jupyter.render import LiveRenderer
+from nbllm._display.render import LiveRenderer
 
 async def _one(i):
     async with LiveRenderer("markdown") as view:
@@ -193,7 +193,7 @@ def run(quick: bool = False) -> Section:
 
     started = time.perf_counter()
     try:
-        from nbllm._jupyter.render import LiveRenderer  # noqa: F401
+        from nbllm._display.render import LiveRenderer  # noqa: F401
         have_renderer = True
     except ImportError:
         have_renderer = False
@@ -239,7 +239,7 @@ def _section(rows: list[dict[str, Any]], have_renderer: bool, seconds: float) ->
     nb = next((r for r in rows if r["name"].startswith("nbllm") and "error" not in r), None)
     naive = next((r for r in rows if r["name"].startswith("naive") and "error" not in r), None)
     if not have_renderer:
-        headlines.append(Headline("pending LiveRenderer: nbllm._jupyter.render.LiveRenderer is not importable yet", None))
+        headlines.append(Headline("pending LiveRenderer: nbllm._display.render.LiveRenderer is not importable yet", None))
     if nb:
         headlines.append(Headline(f"nbllm ≤ {MSG_TARGET:g} display messages / s per stream: "
                                   f"{nb['msg_per_s_per_stream_max']:.1f} at most (mean {nb['msg_per_s_per_stream_mean']:.1f})"

@@ -147,7 +147,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 def __getattr__(name: str) -> Any:
     # widgets import ipywidgets; only pay for it when a panel is asked for
     if name == "PromptPanel":
-        from ._jupyter import PromptPanel
+        from ._widgets import PromptPanel
 
         return PromptPanel
     raise AttributeError(f"module 'nbllm' has no attribute {name!r}")

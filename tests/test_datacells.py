@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.testing import globalipapp
 
 from nbllm import Response
-from nbllm._jupyter.compare import Column, CompareView, compare_html
+from nbllm._display.columns import Column, CompareView, compare_html
 from nbllm._sim import SimConfig, Simulator
 
 KEY = "sk-test-datacells-000000001"

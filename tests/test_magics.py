@@ -22,7 +22,7 @@ from nbllm._jupyter.cellrunner import GenerationInterrupted, run_blocking, runne
 from nbllm._exceptions import AuthenticationError
 from nbllm._jupyter.cellsyntax import ENTRY, parse_llm_cell, rewrite_llm_cell, split_line
 from nbllm._jupyter.magics import NbllmMagics
-from nbllm._jupyter.render import LiveRenderer, error_bundle, extract_code, fence, note_for, render_bundle, streaming_bundle
+from nbllm._display.render import LiveRenderer, error_bundle, extract_code, fence, note_for, render_bundle, streaming_bundle
 from nbllm._sim import KeyProfile, SimConfig, Simulator
 
 GOOD_KEY = "sk-test-GOODKEY1234567890abcd"
@@ -450,6 +450,6 @@ def test_streaming_text_is_escaped_and_wraps_at_word_boundaries():
     ],
 )
 def test_hard_line_breaks(text, expected):
-    from nbllm._jupyter.render import hard_line_breaks
+    from nbllm._display.render import hard_line_breaks
 
     assert hard_line_breaks(text) == expected

@@ -13,7 +13,7 @@ import pytest
 
 import nbllm
 from nbllm import LLM, PromptPanel
-from nbllm._jupyter.panel_format import answer_html, history_html, markdown_to_html, stats_html
+from nbllm._display.html import answer_html, history_html, markdown_to_html, stats_html
 from nbllm._types import Response, Usage
 
 HELLO = "Hello, how are you?"

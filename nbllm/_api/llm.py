@@ -128,8 +128,9 @@ class LLM(LLMSettings):
 
     def panel(self, **kwargs: Any) -> Any:
         """A PromptPanel widget that sends its prompts through this LLM (its keys, limits and store)."""
-        # through the public surface: the Jupyter layer builds on this one (%%llm --over runs afill)
-        from .. import PromptPanel
+        from .._widgets import (
+            PromptPanel,  # imports ipywidgets: only when a panel is asked for
+        )
 
         return PromptPanel(llm=self, **kwargs)
 

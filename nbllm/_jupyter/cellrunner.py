@@ -27,10 +27,10 @@ from typing import Any, TypeVar
 
 from .. import _engine
 from .._call import CallRunner, LLMSettings
+from .._display import LiveRenderer, error_bundle, extract_code
 from .._exceptions import ConfigurationError, NbllmError, StructuredOutputError
 from .._structured import as_schema
 from .._types import Message, Response
-from .render import LiveRenderer, error_bundle, extract_code
 
 __all__ = ["CellRequest", "CellRunner", "GenerationInterrupted", "run_blocking", "runner_for"]
 

@@ -23,12 +23,11 @@ from typing import Any
 
 from .._api import Batch, Estimate, Fill, fill_prompts
 from .._call import CallRunner
+from .._display import ORANGE, compare
 from .._exceptions import BatchPaused
 from .._prompts import interpolate, is_dataframe, render_value, write_columns
 from .._tokens import count_tokens, tokenizer_for
 from .cellrunner import GenerationInterrupted
-from .compare import compare
-from .panel_format import ORANGE
 
 __all__ = ["ContextPreview", "DataRequest", "column_for", "compare_cell", "context_preview", "estimate_cell",
            "over_cell"]

@@ -44,6 +44,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
 
 from .._call import CallRunner
+from .._display import FORMATS
 from .._exceptions import ConfigurationError
 from .._prompts import DEFAULT_CONTEXT_TOKENS, interpolate, render_value
 from .._structured import as_schema
@@ -69,7 +70,6 @@ from .datacell import (
     estimate_cell,
     over_cell,
 )
-from .render import FORMATS
 
 __all__ = ["ENTRY", "NbllmMagics", "load_ipython_extension", "parse_llm_cell", "rewrite_llm_cell",
            "unload_ipython_extension"]

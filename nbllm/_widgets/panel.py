@@ -15,7 +15,7 @@ while it is idle, not while a cell blocks); Stop cancels the task, which cancels
 engine.
 The answer goes through the same ``LiveRenderer`` as ``%%llm``: at most ``refresh_hz`` updates a second
 of escaped plain text while it arrives (sharing one process-wide update budget with every other live
-answer), then one update with the rendered markdown (``_panel_format``). Every update of a widget is a
+answer), then one update with the rendered markdown (``nbllm._display.html``). Every update of a widget is a
 comm message carrying its whole value, so per-token updates would exceed Jupyter Server's iopub limit.
 
 The panel's public state is traitlets on the Python side (``answer``, ``busy``, ``prompt``, ``model``…),
@@ -37,17 +37,18 @@ from traitlets import Bool, Float, Int, Unicode, link, observe
 
 from .. import _engine
 from .._call import CallRunner, LLMSettings
-from .._exceptions import ConfigurationError, NbllmError
-from .._types import Message, Response, Usage
-from .panel_compare import CompareMode
-from .panel_format import (
+from .._display import (
+    LiveRenderer,
     answer_html,
+    error_bundle,
     history_html,
     live_stats_html,
     question_html,
     stats_html,
 )
-from .render import LiveRenderer, error_bundle
+from .._exceptions import ConfigurationError, NbllmError
+from .._types import Message, Response, Usage
+from .compare import CompareMode
 
 __all__ = ["DEFAULT_MODELS", "PromptPanel"]
 

@@ -20,9 +20,9 @@ from typing import Any
 import ipywidgets as widgets
 
 from .._call import CallRunner
+from .._display import compare
 from .._exceptions import ConfigurationError
 from .._types import Message, Response
-from .compare import compare
 
 __all__ = ["CompareMode"]
 

@@ -26,7 +26,7 @@ from .._exceptions import NbllmError
 from .._format import format_cost
 from .._pricing import cost
 from .._types import Message, Response
-from .panel_format import GREEN, RED, markdown_to_html
+from .html import GREEN, RED, markdown_to_html
 from .render import Bundle, LiveRenderer, default_sink, note_for
 
 __all__ = ["Column", "CompareView", "compare", "compare_html"]
