@@ -28,6 +28,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._types import content_text
+
 __all__ = ["approximate_tokens", "count_message_tokens", "count_tokens", "tokenizer_for"]
 
 # pieces as BPE pre-tokenizers cut them: a word, up to 3 digits, a punctuation run (each with the
@@ -121,13 +123,7 @@ def count_message_tokens(messages: Iterable[Mapping[str, Any]], model: str | Non
     """Prompt tokens of a chat request: every message's text plus its overhead."""
     total = _REPLY_PRIMING
     for message in messages:
-        total += _PER_MESSAGE + count_tokens(_text(message.get("content")), model)
+        total += _PER_MESSAGE + count_tokens(content_text(message.get("content")), model)
     return total
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content blocks: [{"type": "text", "text": ...}, ...]
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
-    return "" if content is None else str(content)

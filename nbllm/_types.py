@@ -20,6 +20,7 @@ __all__ = [
     "Usage",
     "check_json",
     "check_text",
+    "content_text",
     "normalize_messages",
 ]
 
@@ -27,6 +28,16 @@ Message = dict[str, Any]
 MessagesInput = Union[str, Sequence[Mapping[str, Any]]]
 
 _ROLES = {"system", "user", "assistant", "developer", "tool"}
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's ``content``: a string, or the text of its content blocks
+    (``[{"type": "text", "text": ...}, ...]``), joined by spaces."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(block.get("text", "")) for block in content if isinstance(block, Mapping))
+    return "" if content is None else str(content)
 
 
 def normalize_messages(messages: MessagesInput, system: str | None = None) -> list[Message]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import abc
 import json
 import urllib.parse
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from ..._exceptions import (
     ServerError,
 )
 from ..._secrets import redact
-from ..._types import Message, Usage
+from ..._types import Message, Usage, content_text
 
 __all__ = [
     "CallSpec", "Completion", "HttpRequest", "OutputFormat", "Provider", "StreamState", "error_for_redirect",
@@ -61,16 +60,8 @@ class CallSpec:
 
     def estimated_prompt_tokens(self) -> int:
         """A cheap upper-ish estimate (4 characters a token) used for TPM budgeting before sending."""
-        chars = sum(len(_content_text(m.get("content"))) for m in self.messages)
+        chars = sum(len(content_text(m.get("content"))) for m in self.messages)
         return chars // 4 + 4 * len(self.messages) + 1
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content blocks: [{"type": "text", "text": ...}, ...]
-        return " ".join(str(block.get("text", "")) for block in content if isinstance(block, Mapping))
-    return "" if content is None else str(content)
 
 
 @dataclass
