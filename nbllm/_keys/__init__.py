@@ -3,6 +3,7 @@
 - ``config``: ``ApiKey`` and reading keys from arguments, the environment and ``.env``.
 - ``bucket``: the leaky bucket (RPM/TPM) as plain arithmetic on a clock value.
 - ``snapshot``: what rate-limit headers said about a key.
+- ``latency``: how long a key's answers take per model (read by admission and hedging).
 - ``state``: one key's limits, health and counters, and the pure choice of a key.
 - ``pool``: ``KeyPool`` (a FIFO queue in front of the keys) and ``Lease`` (one request's right to a key).
 - ``shared*``: the same limits kept in Redis for several processes (``KeyPool(shared="redis://…")``).
@@ -13,6 +14,7 @@ Nothing here sends a request: the client (``nbllm._client``) leases a key, sends
 
 from .bucket import LeakyBucket
 from .config import ApiKey, KeySpec, keys_from_env, load_env, to_api_key
+from .latency import LatencyWindow
 from .pool import KeyPool, Lease
 from .snapshot import RateLimitSnapshot
 from .state import KeyState, choose_key
@@ -23,6 +25,7 @@ __all__ = [
     "KeyPool",
     "KeySpec",
     "KeyState",
+    "LatencyWindow",
     "LeakyBucket",
     "Lease",
     "PoolStatus",

@@ -55,11 +55,12 @@ class _Waiter:
 class Lease:
     """The right to send one request with one key. End it with exactly one of the report methods."""
 
-    __slots__ = ("_ended", "_pool", "granted_at", "state", "taken", "tokens")
+    __slots__ = ("_ended", "_pool", "granted_at", "model", "state", "taken", "tokens")
 
-    def __init__(self, pool: KeyPool, state: KeyState, tokens: float, granted_at: float, taken: float | None = None) -> None:
+    def __init__(self, pool: KeyPool, state: KeyState, tokens: float, granted_at: float, taken: float | None = None,
+                 model: str = "") -> None:
         self._pool, self.state, self.tokens, self._ended = pool, state, tokens, False
-        self.granted_at = granted_at
+        self.granted_at, self.model = granted_at, model
         # what the key's own TPM bucket took: the estimate, capped (see KeyState.take)
         self.taken = tokens if taken is None else taken
 
@@ -90,6 +91,7 @@ class Lease:
         if self._end():
             now = self._pool.clock()
             self.state.finish(self.taken, used_tokens, now)
+            self.state.latency_of(self.model).add(now - self.granted_at)
             if snapshot is not None and not snapshot.is_empty:
                 self.state.learn(snapshot, now)
             if self._pool._shared is not None:
@@ -316,7 +318,7 @@ class KeyPool:
     def _grant(self, state: KeyState, now: float) -> None:
         head = self._waiters.popleft()
         taken = state.take(head.tokens, now)
-        head.future.set_result(Lease(self, state, head.tokens, now, taken))
+        head.future.set_result(Lease(self, state, head.tokens, now, taken, model=head.model))
 
     def _no_key_error(self, head: _Waiter, candidates: Sequence[KeyState]) -> NbllmError:
         if not candidates:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .bucket import LeakyBucket
 from .config import ApiKey
+from .latency import LatencyWindow
 from .snapshot import RateLimitSnapshot
 
 __all__ = ["KeyState", "choose_key"]
@@ -66,6 +67,8 @@ class KeyState:
     tokens: int = 0
     # start times of recent requests, kept only while no limit is known (to guess one after a 429)
     recent: collections.deque[float] = field(default_factory=collections.deque)
+    # how long answers took, per model (admission reads the mean, hedging the tail; see latency.py)
+    latency: dict[str, LatencyWindow] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.key.rpm:
@@ -102,6 +105,13 @@ class KeyState:
         levels = [b.level / b.capacity for b in (self.rpm, self.tpm) if b is not None]
         spread = self.in_flight / max(self.in_flight_cap, 1.0)
         return max(levels) if levels else spread
+
+    def latency_of(self, model: str) -> LatencyWindow:
+        """This key's latency record for ``model`` (made empty on first use)."""
+        window = self.latency.get(model)
+        if window is None:
+            window = self.latency[model] = LatencyWindow()
+        return window
 
     def parked(self, now: float) -> bool:
         return self.parked_until > now
