@@ -172,7 +172,7 @@ def _section(rows: list[dict[str, Any]], n: int, seconds: float) -> Section:
              "starting its interpreter.",
              "instructor runs in its own virtual environment: 1.17.0 pins jiter<0.15, which would move openai "
              "back to 3.3.0 next to nbllm's test dependencies."]
-    return Section("structured", "Structured answers with broken JSON", __doc__.split("\n\n")[1], headlines,
+    return Section("structured", "8. Structured answers with broken JSON", __doc__.split("\n\n")[1], headlines,
                    [table], notes, {"rows": rows, "n": n}, seconds)
 
 
