@@ -52,7 +52,7 @@ def approximate_tokens(text: str) -> int:
     for match in _PIECE.finditer(text):
         word = match.group().lstrip(" ")
         first = word[:1]
-        if not word or first.isspace() or first.isdigit():
+        if not word or first.isspace() or first.isdecimal():  # what \d matched (not "²")
             count += 1
         elif first.isascii() and first.isalpha():
             count += 1 + (len(word) - 1) // _LETTERS_PER_TOKEN

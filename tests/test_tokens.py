@@ -12,7 +12,7 @@ import json
 
 import pytest
 import tiktoken
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nbllm._sim._answers import answer_text
@@ -69,6 +69,7 @@ def test_approximation_table(text, expected):
     assert approximate_tokens(text) == expected
 
 
+@example("\u00b2", ":\x80\x80")  # "²" is a digit to str.isdigit, not to the regex's \d: it once hid a whole piece
 @given(st.text(max_size=300), st.text(max_size=300))
 def test_approximation_grows_with_the_text(a, b):
     # a prompt never counts fewer tokens for having more text (piece boundaries may merge by one)
