@@ -35,6 +35,9 @@ from .._exceptions import ConfigurationError
 __all__ = ["HttpResponse", "Timeouts", "TransportBroken", "TransportTimeout", "UploadFile", "get_transport"]
 
 _MAX_CONNECTIONS = 1000
+# json.dumps with an option builds a new encoder per call; one shared encoder gives the same bytes
+# (``encode`` keeps no state between calls)
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class _AiohttpTransport:
 
         self._aiohttp = aiohttp
         self._session: Any = None
+        # aiohttp's ClientTimeout for each Timeouts seen (a call's are the same every time: no new one per request)
+        self._timeouts: dict[Timeouts, Any] = {}
 
     def _get_session(self) -> Any:
         if self._session is None or self._session.closed:
@@ -123,7 +128,7 @@ class _AiohttpTransport:
     def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> Any:
         """``POST`` a JSON body: an async context manager yielding the response (see module docstring)."""
         # bytes are a body already encoded as JSON (a provider batch of up to 256 MB is encoded once)
-        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        data = body if isinstance(body, bytes) else _JSON.encode(body).encode()
         return self._send("POST", url, headers, timeouts, data=data)
 
     def get(self, url: str, headers: Mapping[str, str], timeouts: Timeouts) -> Any:
@@ -143,7 +148,10 @@ class _AiohttpTransport:
     async def _send(self, method: str, url: str, headers: Mapping[str, str], timeouts: Timeouts,
                     **kwargs: Any) -> AsyncIterator[HttpResponse]:
         aiohttp = self._aiohttp
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
+        timeout = self._timeouts.get(timeouts)
+        if timeout is None:
+            timeout = self._timeouts[timeouts] = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
         try:
             # never follow a redirect: aiohttp drops Authorization on a cross-origin hop but keeps custom
             # headers such as x-api-key, so the key would go to whatever host the answer names
