@@ -11,7 +11,6 @@ never retries silently: a broken stream then raises ``StreamInterruptedError`` w
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +29,7 @@ from .._exceptions import (
 from .._keys import KeyPool, Lease, RateLimitSnapshot
 from .._secrets import redact
 from .._types import Response, Usage
+from . import jsoncodec
 from .headers import media_type
 from .http import (
     HttpResponse,
@@ -240,7 +240,7 @@ async def _read_stream(provider: Provider, http_response: HttpResponse, attempt:
 async def _read_json(provider: Provider, http_response: HttpResponse, attempt: _Attempt) -> None:
     raw = await http_response.aread()
     try:
-        body = json.loads(raw)
+        body = jsoncodec.loads(raw)
     except ValueError:
         raise _interrupted("the answer was not valid JSON", attempt) from None
     try:
