@@ -53,6 +53,9 @@ class CallRunner:
     @property
     def route(self) -> Route:
         """Target, model and endpoint label, resolved once on first use (thread-safe)."""
+        route = self._route
+        if route is not None:  # set once, never changed: read without the lock (several times per call)
+            return route
         with self._lock:
             if self._route is None:
                 self._route = resolve_route(self.settings)
