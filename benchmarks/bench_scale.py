@@ -52,8 +52,9 @@ def _score(texts: list[str | None], labels: list[int]) -> float:
 def _instrument() -> dict[str, float]:
     """Wrap the store's and the progress's entry points with per-thread CPU timers."""
     from nbllm._call import CallRunner
-    from nbllm._progress.state import display as _progress_display, state as _progress
-    from nbllm._store.store import store as _store
+    from nbllm._progress import display as _progress_display
+    from nbllm._progress import state as _progress
+    from nbllm._store import store as _store
 
     spent = {"store": 0.0, "progress": 0.0, "fingerprints": 0.0}
     clock = time.thread_time

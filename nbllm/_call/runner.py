@@ -53,6 +53,9 @@ class CallRunner:
     @property
     def route(self) -> Route:
         """Target, model and endpoint label, resolved once on first use (thread-safe)."""
+        route = self._route
+        if route is not None:  # set once, never changed: read without the lock (several times per call)
+            return route
         with self._lock:
             if self._route is None:
                 self._route = resolve_route(self.settings)
@@ -167,8 +170,27 @@ class CallRunner:
 
     async def answer(self, call: PreparedCall, *, cache: bool, batch: str | None = None,
                      index: int | None = None) -> Response:
-        """On the engine loop: ``execute`` without text deltas, to its ``Response``."""
-        return await _last(self.execute(call, cache=cache, batch=batch, index=index, deliver_text=False))
+        """On the engine loop: ``execute`` without text deltas, to its ``Response``.
+
+        The same steps as ``execute`` without its generator: every answer of a batch comes through here,
+        and each generator layer costs CPU per call (docs/ARCHITECTURE.md, "Client CPU").
+        """
+        if call.schema is not None:
+            return await _last(self.execute(call, cache=cache, batch=batch, index=index, deliver_text=False))
+        store = self.store if call.fingerprint is not None else None
+        if store is not None and cache:
+            hit = store.lookup(call.fingerprint)  # type: ignore[arg-type]
+            if hit is not None:
+                return hit
+        try:
+            response = await _last(run_call(call.spec, self.route.target, deliver_text=False))
+        except Exception as error:
+            if store is not None:
+                store.record(call.fingerprint, call.stored_request(), error=error, batch=batch, index=index)  # type: ignore[arg-type]
+            raise
+        if store is not None:
+            store.record(call.fingerprint, call.stored_request(), response, batch=batch, index=index)  # type: ignore[arg-type]
+        return response
 
     # ---- caller side --------------------------------------------------------------------------------
     async def events(self, prompt: MessagesInput, *, stream: bool, cache: bool | None = None,

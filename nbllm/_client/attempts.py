@@ -11,12 +11,10 @@ never retries silently: a broken stream then raises ``StreamInterruptedError`` w
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from .._exceptions import (
     APIConnectionError,
@@ -28,9 +26,10 @@ from .._exceptions import (
     RequestTimeoutError,
     StreamInterruptedError,
 )
-from .._keys import KeyPool, Lease
+from .._keys import KeyPool, Lease, RateLimitSnapshot
 from .._secrets import redact
 from .._types import Response, Usage
+from . import jsoncodec
 from .headers import media_type
 from .http import (
     HttpResponse,
@@ -168,9 +167,7 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
         async with asyncio.timeout(target.timeouts.total):
             async with get_transport().post(request.url, request.headers, request.body, target.timeouts) as http_response:
                 # a reset is a wait the server asks for, capped like retry-after (99999h must not block a key)
-                snapshot = parse_rate_limit_headers(http_response.headers, datetime.now(timezone.utc)).capped(
-                    target.retry.max_retry_after
-                )
+                snapshot = _capped(parse_rate_limit_headers(http_response.headers), target.retry.max_retry_after)
                 if http_response.status != 200:
                     raise await _status_error(provider, request, http_response, lease, snapshot)
                 if spec.stream and media_type(http_response.headers) == "text/event-stream":
@@ -189,6 +186,13 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
         raise _transport_error(error, attempt) from None
     lease.succeeded(attempt.state.usage.total_tokens or None, snapshot)
     yield _response(attempt, spec, lease, provider)
+
+
+def _capped(snapshot: RateLimitSnapshot, max_seconds: float) -> RateLimitSnapshot:
+    """``snapshot.capped(max_seconds)``, without the copy when no reset is that long (nearly every answer)."""
+    if all(reset is None or reset <= max_seconds for reset in (snapshot.reset_requests, snapshot.reset_tokens)):
+        return snapshot
+    return snapshot.capped(max_seconds)
 
 
 async def _status_error(
@@ -236,7 +240,7 @@ async def _read_stream(provider: Provider, http_response: HttpResponse, attempt:
 async def _read_json(provider: Provider, http_response: HttpResponse, attempt: _Attempt) -> None:
     raw = await http_response.aread()
     try:
-        body = json.loads(raw)
+        body = jsoncodec.loads(raw)
     except ValueError:
         raise _interrupted("the answer was not valid JSON", attempt) from None
     try:

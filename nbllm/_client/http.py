@@ -25,8 +25,9 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Protocol
 
 from .._engine import get_engine
@@ -35,6 +36,9 @@ from .._exceptions import ConfigurationError
 __all__ = ["HttpResponse", "Timeouts", "TransportBroken", "TransportTimeout", "UploadFile", "get_transport"]
 
 _MAX_CONNECTIONS = 1000
+# json.dumps with an option builds a new encoder per call; one shared encoder gives the same bytes
+# (``encode`` keeps no state between calls)
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,50 @@ class _AiohttpResponse:
         return await self._raw.read()
 
 
+class _AiohttpExchange:
+    """One request as an async context manager: aiohttp's own, with its errors turned into ours on the
+    way in and on the way out (an error while the body is read, too). A plain class, not
+    ``contextlib.asynccontextmanager``: its generator cost a few µs of CPU on every request."""
+
+    __slots__ = ("_aiohttp", "_arguments", "_request", "_session")
+
+    def __init__(self, aiohttp: Any, session: Callable[[], Any], arguments: dict[str, Any]) -> None:
+        self._aiohttp, self._session, self._arguments = aiohttp, session, arguments
+        self._request: Any = None
+
+    async def __aenter__(self) -> HttpResponse:
+        try:
+            # made here, not in post(): the session is bound to the engine loop, and an exchange never
+            # entered leaves no coroutine behind
+            self._request = self._session().request(**self._arguments)
+            return _AiohttpResponse(await self._request.__aenter__())
+        except Exception as error:  # noqa: BLE001 - an aiohttp error becomes ours, any other goes on as it is
+            raise self._ours(error) from None
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        try:
+            await self._request.__aexit__(exc_type, exc, tb)
+        except Exception as error:  # noqa: BLE001 - as in __aenter__
+            raise self._ours(error) from None
+        if isinstance(exc, Exception):
+            ours = self._ours(exc)
+            if ours is not exc:
+                raise ours from None
+        return False
+
+    def _ours(self, error: Exception) -> Exception:
+        """The transport error an aiohttp error means; any other error as it is."""
+        aiohttp = self._aiohttp
+        if isinstance(error, aiohttp.ConnectionTimeoutError):
+            return TransportTimeout("connect", str(error))
+        if isinstance(error, aiohttp.ServerTimeoutError):
+            return TransportTimeout("idle", str(error))
+        if isinstance(error, aiohttp.ClientError):
+            return TransportBroken(f"{type(error).__name__}: {error}")
+        return error
+
+
 class _AiohttpTransport:
     """aiohttp's ClientSession, created lazily on the engine loop (sessions are loop-bound)."""
 
@@ -108,6 +156,8 @@ class _AiohttpTransport:
 
         self._aiohttp = aiohttp
         self._session: Any = None
+        # aiohttp's ClientTimeout for each Timeouts seen (a call's are the same every time: no new one per request)
+        self._timeouts: dict[Timeouts, Any] = {}
 
     def _get_session(self) -> Any:
         if self._session is None or self._session.closed:
@@ -123,7 +173,7 @@ class _AiohttpTransport:
     def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> Any:
         """``POST`` a JSON body: an async context manager yielding the response (see module docstring)."""
         # bytes are a body already encoded as JSON (a provider batch of up to 256 MB is encoded once)
-        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        data = body if isinstance(body, bytes) else _JSON.encode(body).encode()
         return self._send("POST", url, headers, timeouts, data=data)
 
     def get(self, url: str, headers: Mapping[str, str], timeouts: Timeouts) -> Any:
@@ -139,23 +189,16 @@ class _AiohttpTransport:
         form.add_field(file.field, file.data, filename=file.filename, content_type=file.content_type)
         return self._send("POST", url, headers, timeouts, data=form)
 
-    @contextlib.asynccontextmanager
-    async def _send(self, method: str, url: str, headers: Mapping[str, str], timeouts: Timeouts,
-                    **kwargs: Any) -> AsyncIterator[HttpResponse]:
+    def _send(self, method: str, url: str, headers: Mapping[str, str], timeouts: Timeouts, **kwargs: Any) -> Any:
         aiohttp = self._aiohttp
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
-        try:
-            # never follow a redirect: aiohttp drops Authorization on a cross-origin hop but keeps custom
-            # headers such as x-api-key, so the key would go to whatever host the answer names
-            async with self._get_session().request(method, url, headers=headers, timeout=timeout,
-                                                   allow_redirects=False, **kwargs) as raw:
-                yield _AiohttpResponse(raw)
-        except aiohttp.ConnectionTimeoutError as error:
-            raise TransportTimeout("connect", str(error)) from None
-        except aiohttp.ServerTimeoutError as error:
-            raise TransportTimeout("idle", str(error)) from None
-        except aiohttp.ClientError as error:
-            raise TransportBroken(f"{type(error).__name__}: {error}") from None
+        timeout = self._timeouts.get(timeouts)
+        if timeout is None:
+            timeout = self._timeouts[timeouts] = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
+        # never follow a redirect: aiohttp drops Authorization on a cross-origin hop but keeps custom
+        # headers such as x-api-key, so the key would go to whatever host the answer names
+        return _AiohttpExchange(aiohttp, self._get_session, dict(
+            method=method, url=url, headers=headers, timeout=timeout, allow_redirects=False, **kwargs))
 
     async def aclose(self) -> None:
         if self._session is not None:

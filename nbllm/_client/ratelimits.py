@@ -19,6 +19,7 @@ Every field is None when its header is missing or unparsable: a snapshot never g
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -46,6 +47,7 @@ _DURATION = re.compile(rf"(?:{_TERM.pattern})+")
 _PLAIN_NUMBER = re.compile(_NUMBER)
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and a server sends the same few values over and over
 def parse_duration(s: str) -> float | None:
     """Seconds in a Go-style duration (``1s``, ``12ms``, ``6m0s``, ``1h2m3.5s``, ``250us``).
 
@@ -79,8 +81,11 @@ def _parse_int(value: str | None, minimum: int) -> int | None:
 
 def parse_openai(headers: Mapping[str, str]) -> RateLimitSnapshot:
     """Snapshot from ``x-ratelimit-*`` headers (OpenAI, Azure, most compatible servers)."""
-    h = lowercase_names(headers)
+    return _parse_openai_lower(lowercase_names(headers))
 
+
+def _parse_openai_lower(h: Mapping[str, str]) -> RateLimitSnapshot:
+    """``parse_openai`` of headers whose names are lower-case already."""
     def reset(kind: str) -> float | None:
         value = h.get(f"x-ratelimit-reset-{kind}")
         return None if value is None else parse_duration(value)
@@ -130,7 +135,13 @@ def _has_family(h: Mapping[str, str], prefix: str) -> bool:
 
 def parse_anthropic(headers: Mapping[str, str], now: datetime) -> RateLimitSnapshot:
     """Snapshot from ``anthropic-ratelimit-*`` headers; resets become seconds after ``now``."""
-    h = lowercase_names(headers)
+    return _parse_anthropic_lower(lowercase_names(headers), now)
+
+
+def _parse_anthropic_lower(h: Mapping[str, str], now: datetime | None) -> RateLimitSnapshot:
+    """``parse_anthropic`` of headers whose names are lower-case already (``now``: None for the clock)."""
+    if now is None:
+        now = datetime.now(timezone.utc)
     tokens_family = "tokens"
     has_tokens = _has_family(h, "anthropic-ratelimit-tokens-")
     if not has_tokens and _has_family(h, "anthropic-ratelimit-input-tokens-"):
@@ -149,11 +160,19 @@ def parse_anthropic(headers: Mapping[str, str], now: datetime) -> RateLimitSnaps
     )
 
 
-def parse_rate_limit_headers(headers: Mapping[str, str], now_dt: datetime) -> RateLimitSnapshot:
-    """Snapshot from whichever header family the response carries (Anthropic's wins if both do)."""
+_EMPTY = RateLimitSnapshot()
+
+
+def parse_rate_limit_headers(headers: Mapping[str, str], now_dt: datetime | None = None) -> RateLimitSnapshot:
+    """Snapshot from whichever header family the response carries (Anthropic's wins if both do).
+
+    ``now_dt``: only Anthropic's timestamps need it; None reads the clock then (every answer comes through
+    here, and most carry OpenAI's durations, which need no clock).
+    """
     h = lowercase_names(headers)
-    if _has_family(h, "anthropic-ratelimit-"):
-        return parse_anthropic(h, now_dt)
-    if _has_family(h, "x-ratelimit-"):
-        return parse_openai(h)
-    return RateLimitSnapshot()
+    openai = False
+    for name in h:  # one pass over the names, not one per family (this runs on every answer)
+        if name.startswith("anthropic-ratelimit-"):
+            return _parse_anthropic_lower(h, now_dt)
+        openai = openai or name.startswith("x-ratelimit-")
+    return _parse_openai_lower(h) if openai else _EMPTY

@@ -57,8 +57,14 @@ RESPONSE_COLUMNS = (
 )
 
 
+# One encoder for every call: ``json.dumps`` with options builds a new JSONEncoder each time (~2 µs of the
+# ~8 µs a fingerprint costs). The output is exactly ``json.dumps`` with the same options (fingerprints of
+# existing stores must not change). ``encode`` keeps no state between calls, so threads may share it.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(value)
 
 
 def request_fingerprint(request: Mapping[str, Any]) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from ..._exceptions import ConfigurationError
 from ..._types import Usage
+from .. import jsoncodec
 from .base import (
     CallSpec,
     Completion,
@@ -94,7 +95,7 @@ class AnthropicProvider(Provider):
 
     def feed_event(self, state: StreamState, event: str, data: str) -> str | None:
         kind = event if event and event != "message" else None
-        payload = expect_object(json.loads(data), "an event") if data else {}
+        payload = expect_object(jsoncodec.loads(data), "an event") if data else {}
         kind = kind or optional_text(payload.get("type"), "type") or ""
         handler = _HANDLERS.get(kind)
         # ping and event types added later by Anthropic are ignored, as its docs ask

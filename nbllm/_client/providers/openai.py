@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from ..._types import Usage
+from .. import jsoncodec
 from .base import (
     CallSpec,
     Completion,
@@ -71,7 +71,7 @@ class OpenAIProvider(Provider):
         if data.strip() == "[DONE]":
             state.complete = True
             return None
-        chunk = expect_object(json.loads(data), "an event")
+        chunk = expect_object(jsoncodec.loads(data), "an event")
         self._raise_error(chunk)
         state.model = optional_text(chunk.get("model"), "model") or state.model
         usage = chunk.get("usage")
