@@ -9,7 +9,7 @@ A batch's wall time ends with its slowest requests. Once nothing is left to star
 for a key (capacity would idle), a request that has run longer than the 95th percentile of its key and
 model — time to first token for streams, the whole answer otherwise — is sent again on another key. The
 first answer wins; the other attempt is cancelled (its lease released). A budget caps the extra requests
-(5 % of the batch, at least one). The decision (``hedge_wait``) and the budget are pure arithmetic on a
+(5 % of the batch, at least one); as it runs low, only requests deeper in the tail get one. The decision (``hedge_wait``) and the budget are pure arithmetic on a
 ``now`` passed in; ``Hedger.answer`` is the thin async shell that races the two attempts. See
 docs/ARCHITECTURE.md, "Hedging".
 """
@@ -26,7 +26,7 @@ from .._exceptions import ConfigurationError
 from .._keys import KeyPool
 from .._types import Response
 
-__all__ = ["DEFAULT_SHARE", "HedgeBudget", "HedgeView", "Hedger", "hedge_share", "hedge_wait"]
+__all__ = ["DEFAULT_SHARE", "HedgeBudget", "HedgeView", "Hedger", "hedge_share", "hedge_wait", "tail_threshold"]
 
 DEFAULT_SHARE = 0.05  # extra requests a batch may spend on hedges, as a share of its items
 QUANTILE = 0.95  # a request slower than this share of its key's answers is in the tail
@@ -50,6 +50,17 @@ def hedge_share(hedge: bool | float | None, guarded: bool = False) -> float:
     if isinstance(hedge, (int, float)) and 0.0 < hedge <= 1.0:
         return float(hedge)
     raise ConfigurationError(f"hedge must be True, False or a share of the batch in (0, 1], got {hedge!r}.")
+
+
+def tail_threshold(p95: float | None, left: int, limit: int) -> float | None:
+    """How long a request may run before it is hedged: its key's p95 while at least half the budget is
+    left, then rising to twice the p95 as the budget runs out — the last hedges go to requests surely
+    stalled, not to ones merely slow (just past the p95 most requests still end within a median or two,
+    while a stall can take many times that)."""
+    if p95 is None or limit <= 0:
+        return p95
+    scarcity = max(0.0, 1.0 - 2.0 * left / limit)  # 0 with half the budget left, 1 with none
+    return p95 * (1.0 + scarcity)
 
 
 class HedgeBudget:
@@ -136,7 +147,7 @@ class Hedger:
         if watch.key_alias is not None:
             state = self.pool.key_state(watch.key_alias)
             window = state.first_token_of(self.model) if self.stream else state.latency_of(self.model)
-            threshold = window.quantile(QUANTILE)
+            threshold = tail_threshold(window.quantile(QUANTILE), self.budget.left, self.budget.limit)
         answering = self.stream and watch.first_token_at is not None
         return HedgeView(watch.started, threshold, answering, self.idle())
 
