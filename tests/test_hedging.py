@@ -22,6 +22,7 @@ from nbllm._api.hedging import (
     HedgeView,
     hedge_share,
     hedge_wait,
+    tail_threshold,
 )
 from nbllm._client import Race
 from nbllm._exceptions import ConfigurationError
@@ -62,6 +63,21 @@ def test_hedge_only_past_the_threshold_and_only_when_idle(started, threshold, el
         assert 0 < wait <= started + threshold - now + 1e-9
 
 
+@pytest.mark.parametrize(("p95", "left", "limit", "threshold"), [
+    (2.0, 12, 12, 2.0), (2.0, 6, 12, 2.0), (2.0, 3, 12, 3.0), (2.0, 0, 12, 4.0), (None, 5, 12, None), (2.0, 0, 0, 2.0),
+])
+def test_the_threshold_rises_as_the_budget_runs_out(p95, left, limit, threshold):
+    assert tail_threshold(p95, left, limit) == threshold
+
+
+@given(p95=st.floats(0, 100), limit=st.integers(1, 1000), data=st.data())
+def test_the_threshold_is_between_p95_and_twice_it_and_never_falls_as_budget_is_spent(p95, limit, data):
+    left = data.draw(st.integers(0, limit))
+    assert p95 <= tail_threshold(p95, left, limit) <= 2 * p95
+    if left:
+        assert tail_threshold(p95, left - 1, limit) >= tail_threshold(p95, left, limit)
+
+
 @pytest.mark.parametrize(("items", "share", "limit"), [
     (240, 0.05, 12), (450, 0.05, 23), (10, 0.05, 1), (1, 0.05, 1), (0, 0.05, 0), (100, 0.0, 0), (100, 1.0, 100),
 ])
@@ -80,7 +96,8 @@ def test_budget_never_gives_more_than_its_limit(items, share, tries):
 
 
 @pytest.mark.parametrize(("hedge", "guarded", "share"), [
-    (None, False, DEFAULT_SHARE), (None, True, 0.0), (True, True, DEFAULT_SHARE), (False, False, 0.0), (0.2, False, 0.2),
+    (None, False, DEFAULT_SHARE), (None, True, 0.0), (True, True, DEFAULT_SHARE), (False, False, 0.0),
+    (0.2, False, 0.2),
 ])
 def test_hedge_share(hedge, guarded, share):
     assert hedge_share(hedge, guarded) == share
@@ -114,6 +131,29 @@ def test_choose_key_avoids_the_keys_it_is_told_to():
     assert choose_key(states, "openai", MODEL, 10, 0.0, frozenset({"a", "b"})).state is None
 
 
+async def test_a_lease_records_time_to_first_token_and_a_stream_is_judged_by_it():
+    clock = Clock()
+    pool = KeyPool([{"key": "sk-a-000000000001", "alias": "a"}, {"key": "sk-b-000000000002", "alias": "b"}],
+                   clock=clock)
+    lease = await pool.acquire("openai", MODEL, 10, avoid={"b"})
+    assert lease.alias == "a" and pool.waiting == 0
+    clock.now += 0.25
+    lease.first_token()
+    clock.now += 2.0
+    lease.succeeded(10)
+    state = pool.key_state("a")
+    assert state.first_token_of(MODEL).quantile(0.5, minimum=1) == 0.25
+    assert state.latency_of(MODEL).quantile(0.5, minimum=1) == 2.25
+    for _ in range(19):
+        state.first_token_of(MODEL).add(0.25)
+        state.latency_of(MODEL).add(2.25)
+    for stream, threshold in ((True, 0.25), (False, 2.25)):
+        hedger = Hedger(pool, MODEL, stream, HedgeBudget(4), left=0)
+        watch = Race().watch(clock)
+        watch.leased("a", clock.now)
+        assert hedger.view(watch).threshold == threshold
+
+
 # ---- the race shell, with fake attempts on a controlled clock --------------------------------------------
 class Clock:
     def __init__(self) -> None:
@@ -125,7 +165,8 @@ class Clock:
 
 def tailed_pool(clock: Clock) -> KeyPool:
     """Two keys whose answers took 1 s each (20 of them): the p95 is 1 s."""
-    pool = KeyPool([{"key": "sk-a-000000000001", "alias": "a"}, {"key": "sk-b-000000000002", "alias": "b"}], clock=clock)
+    pool = KeyPool([{"key": "sk-a-000000000001", "alias": "a"}, {"key": "sk-b-000000000002", "alias": "b"}],
+                   clock=clock)
     for alias in ("a", "b"):
         for _ in range(20):
             pool.key_state(alias).latency_of(MODEL).add(1.0)
@@ -176,7 +217,8 @@ async def test_a_request_past_its_p95_is_raced_on_another_key_and_the_first_answ
 
 async def test_the_first_attempt_may_still_win():
     response, sent, _, counted = await race({"a": "answer", "b": "hang"}, release_first="a")
-    assert response.key_alias == "a" and response.hedges == 1 and counted == [1]  # the hedge was sent all the same
+    assert response.key_alias == "a" and response.hedges == 1
+    assert sent == ["a", "b"] and counted == [1]  # the hedge was sent all the same
 
 
 async def test_a_failed_attempt_does_not_fail_the_item_while_the_other_runs():

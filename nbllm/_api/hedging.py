@@ -9,9 +9,9 @@ A batch's wall time ends with its slowest requests. Once nothing is left to star
 for a key (capacity would idle), a request that has run longer than the 95th percentile of its key and
 model — time to first token for streams, the whole answer otherwise — is sent again on another key. The
 first answer wins; the other attempt is cancelled (its lease released). A budget caps the extra requests
-(5 % of the batch, at least one); as it runs low, only requests deeper in the tail get one. The decision (``hedge_wait``) and the budget are pure arithmetic on a
-``now`` passed in; ``Hedger.answer`` is the thin async shell that races the two attempts. See
-docs/ARCHITECTURE.md, "Hedging".
+(5 % of the batch, at least one); as it runs low, only requests deeper in the tail get one. The
+decision (``hedge_wait``, ``tail_threshold``) and the budget are pure arithmetic on a ``now`` passed in;
+``Hedger.answer`` is the thin async shell that races the two attempts. See docs/ARCHITECTURE.md, "Hedging".
 """
 
 from __future__ import annotations
