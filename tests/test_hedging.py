@@ -63,19 +63,21 @@ def test_hedge_only_past_the_threshold_and_only_when_idle(started, threshold, el
         assert 0 < wait <= started + threshold - now + 1e-9
 
 
-@pytest.mark.parametrize(("p95", "left", "limit", "threshold"), [
-    (2.0, 12, 12, 2.0), (2.0, 6, 12, 2.0), (2.0, 3, 12, 3.0), (2.0, 0, 12, 4.0), (None, 5, 12, None), (2.0, 0, 0, 2.0),
+@pytest.mark.parametrize(("p95", "left", "limit", "running", "threshold"), [
+    (2.0, 12, 12, 30, 2.0), (2.0, 6, 12, 30, 2.0), (2.0, 3, 12, 30, 3.0), (2.0, 0, 12, 30, 4.0),
+    (2.0, 3, 12, 3, 2.0),  # enough budget left for every request still running: no need to save it
+    (None, 5, 12, 30, None), (2.0, 0, 0, 30, 2.0),
 ])
-def test_the_threshold_rises_as_the_budget_runs_out(p95, left, limit, threshold):
-    assert tail_threshold(p95, left, limit) == threshold
+def test_the_threshold_rises_as_the_budget_runs_out(p95, left, limit, running, threshold):
+    assert tail_threshold(p95, left, limit, running) == threshold
 
 
-@given(p95=st.floats(0, 100), limit=st.integers(1, 1000), data=st.data())
-def test_the_threshold_is_between_p95_and_twice_it_and_never_falls_as_budget_is_spent(p95, limit, data):
+@given(p95=st.floats(0, 100), limit=st.integers(1, 1000), running=st.integers(0, 2000), data=st.data())
+def test_the_threshold_is_between_p95_and_twice_it_and_never_falls_as_budget_is_spent(p95, limit, running, data):
     left = data.draw(st.integers(0, limit))
-    assert p95 <= tail_threshold(p95, left, limit) <= 2 * p95
+    assert p95 <= tail_threshold(p95, left, limit, running) <= 2 * p95
     if left:
-        assert tail_threshold(p95, left - 1, limit) >= tail_threshold(p95, left, limit)
+        assert tail_threshold(p95, left - 1, limit, running) >= tail_threshold(p95, left, limit, running)
 
 
 @pytest.mark.parametrize(("items", "share", "limit"), [

@@ -52,12 +52,13 @@ def hedge_share(hedge: bool | float | None, guarded: bool = False) -> float:
     raise ConfigurationError(f"hedge must be True, False or a share of the batch in (0, 1], got {hedge!r}.")
 
 
-def tail_threshold(p95: float | None, left: int, limit: int) -> float | None:
-    """How long a request may run before it is hedged: its key's p95 while at least half the budget is
-    left, then rising to twice the p95 as the budget runs out — the last hedges go to requests surely
-    stalled, not to ones merely slow (just past the p95 most requests still end within a median or two,
-    while a stall can take many times that)."""
-    if p95 is None or limit <= 0:
+def tail_threshold(p95: float | None, left: int, limit: int, running: int = 0) -> float | None:
+    """How long a request may run before it is hedged: its key's p95 while the budget left covers every
+    request still running unhedged (``running``) or at least half the budget is left; otherwise rising
+    to twice the p95 as the budget runs out — scarce hedges go to requests surely stalled, not to ones
+    merely slow (just past the p95 most requests still end within a median or two; a stall can take
+    many times that)."""
+    if p95 is None or limit <= 0 or left >= running:
         return p95
     scarcity = max(0.0, 1.0 - 2.0 * left / limit)  # 0 with half the budget left, 1 with none
     return p95 * (1.0 + scarcity)
@@ -129,6 +130,7 @@ class Hedger:
                  on_sent: Callable[[], None] | None = None) -> None:
         self.pool, self.model, self.stream, self.budget = pool, model, stream, budget
         self.left, self.on_sent, self.sent = left, on_sent, 0
+        self.running = 0  # items being answered that have no hedge yet (candidates for the budget left)
         # done once nothing is left to start: requests that are due wait on it instead of polling
         self.drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if left <= 0:
@@ -147,7 +149,8 @@ class Hedger:
         if watch.key_alias is not None:
             state = self.pool.key_state(watch.key_alias)
             window = state.first_token_of(self.model) if self.stream else state.latency_of(self.model)
-            threshold = tail_threshold(window.quantile(QUANTILE), self.budget.left, self.budget.limit)
+            threshold = tail_threshold(window.quantile(QUANTILE), self.budget.left, self.budget.limit,
+                                       self.running)
         answering = self.stream and watch.first_token_at is not None
         return HedgeView(watch.started, threshold, answering, self.idle())
 
@@ -157,6 +160,7 @@ class Hedger:
         primary = race.watch(self.pool.clock)
         tasks: set[asyncio.Future[Response]] = {asyncio.ensure_future(send(primary))}
         hedge: AttemptWatch | None = None
+        self.running += 1
         try:
             while True:
                 wake, timeout = self._next_look(primary) if hedge is None and self.budget.left else (set(), None)
@@ -172,7 +176,10 @@ class Hedger:
                 if hedge is None and tasks and self._due(primary) and self.budget.take():
                     hedge = race.watch(self.pool.clock, avoid={primary.key_alias} - {None})
                     tasks.add(asyncio.ensure_future(send(hedge)))
+                    self.running -= 1
         finally:
+            if hedge is None:
+                self.running -= 1
             await _cancel(tasks)
             self._account(hedge)
 
