@@ -260,23 +260,25 @@ def stalled_batch(stall_seconds: float, stalled: int, fine: int) -> tuple[SimCon
     return config, slow + quick
 
 
-def run(config: SimConfig, prompts: list[str], tmp_path, **amap):
+def run(config: SimConfig, prompts: list[str], tmp_path, streaming: bool = False, **amap):
     with Simulator(config) as sim:
         pool = KeyPool([{"key": k, "alias": p.alias, "base_url": sim.base_url + "/v1", "rpm": p.rpm}
                         for k, p in KEYS.items()])
         for alias in ("alpha", "bravo"):  # a tail already known, far above the 20 ms answers: only stalls cross it
-            for _ in range(20):
-                pool.key_state(alias).latency_of(MODEL).add(0.5)
+            for _ in range(20):  # (streams are judged by the first token only: their whole answers look endless)
+                pool.key_state(alias).latency_of(MODEL).add(100.0 if streaming else 0.5)
+                pool.key_state(alias).first_token_of(MODEL).add(0.5)
         store = Store(tmp_path / "store.sqlite3")
-        llm = nbllm.LLM(MODEL, pool=pool, store=store, concurrency=64)
+        llm = nbllm.LLM(MODEL, pool=pool, store=store, concurrency=64, streaming=streaming)
         batch = llm.amap(prompts, progress="none", **amap)
         results = batch.run_blocking()
     return results, batch, pool, store
 
 
-def test_stalled_requests_are_raced_and_each_item_has_one_stored_answer(tmp_path):
+@pytest.mark.parametrize("streaming", [False, True])  # streams are judged by their time to first token
+def test_stalled_requests_are_raced_and_each_item_has_one_stored_answer(tmp_path, streaming):
     config, prompts = stalled_batch(stall_seconds=20.0, stalled=2, fine=38)
-    results, batch, pool, store = run(config, prompts, tmp_path)
+    results, batch, pool, store = run(config, prompts, tmp_path, streaming=streaming)
     assert all(r.ok for r in results) and [r.hedges for r in results[:2]] == [1, 1]
     assert batch.progress.hedges == 2 and "⇉2" in batch.progress.format_line()
     assert all(state.in_flight == 0 for state in (pool.key_state("alpha"), pool.key_state("bravo")))  # losers released
