@@ -173,8 +173,9 @@ def latency_section(scenarios: list[LatencyScenario], rows: list[dict[str, Any]]
         "(`benchmarks/bench_shared.py`'s workers: store off, default concurrency, limits not told) started "
         "together, timed from the common start to the last answer in any of them.",
         "D: the ideal wall ignores the 500s (the simulator rolls them by arrival order, not per prompt), so "
-        "it is a little optimistic there. nbllm has no hedging yet; the `hedge=` rows light up once "
-        "`LLM.amap` accepts it.",
+        "it is a little optimistic there. Hedging (on by default): once nothing is left to start, a request "
+        "that has run past its key's p95 is raced on another key, at most 5 % of the batch; `hedge=False` is "
+        "the same client without it; the note says how many answers had a hedge beside them.",
     ]
     data = {"rows": rows, "scenarios": [s.code for s in scenarios]}
     return Section("latency", "7. LLM-like latency: nbllm ÷ oracle", intro, [oracle_headline] + headlines, tables,

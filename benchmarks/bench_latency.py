@@ -73,9 +73,11 @@ def nbllm_client(url: str, keys: list[dict[str, Any]], prompts: list[str], llm: 
         results = model.map(prompts, **amap)
         wall = time.monotonic() - start
         failures = sorted({type(r.error).__name__ for r in results if not r.ok})
+        hedges = sum(getattr(r, "hedges", 0) for r in results if r.ok)  # requests raced on another key
         model.store.close()
+    note = ", ".join(failures + ([f"{hedges} hedged"] if hedges else []))
     return {"wall": wall, "ok": sum(1 for r in results if r.ok), "lost": sum(1 for r in results if not r.ok),
-            "note": ", ".join(failures)}
+            "note": note}
 
 
 # ---- one run ---------------------------------------------------------------------------------------------

@@ -166,7 +166,8 @@ class Response:
     ``str(response)`` is the text, so a Response can be printed or formatted like one. With ``schema=``,
     ``parsed`` is the validated value (a model instance, or a dict for a JSON Schema), ``text`` the raw
     answer it was parsed from, and ``attempts`` every answer judged on the way (one when the first fit);
-    ``usage`` and ``latency`` then add up every request made for it.
+    ``usage`` and ``latency`` then add up every request made for it. ``hedges``: requests raced beside
+    this one on other keys because it ran long (the first answer won; docs/ARCHITECTURE.md, "Hedging").
     """
 
     text: str
@@ -180,6 +181,7 @@ class Response:
     cached: bool = False
     parsed: Any = None
     attempts: list[Attempt] = field(default_factory=list)
+    hedges: int = 0
 
     def __str__(self) -> str:
         return self.text

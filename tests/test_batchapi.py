@@ -303,7 +303,9 @@ def test_a_version_1_store_gains_the_job_record_and_keeps_its_rows(tmp_path) -> 
         assert store.lookup("fp").text == "kept"
         store.provider_jobs.plan("j", [PartPlan("openai", "u", "e", "m", "k", ["fp"])])
         assert len(store.provider_jobs.parts()) == 1
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3  # 3: results.hedges (hedging)
+    assert "hedges" in {row[1] for row in conn.execute("PRAGMA table_info(results)")}
 
 
 # ---- connection and transports --------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 - ``llm``: ``LLM`` — its single calls go through a ``CallRunner`` (``nbllm._call``).
 - ``batch``: ``Batch`` — many prompts on the same runner, bounded concurrency, nothing finished lost,
-  an optional spend guard (``budget``: ``SpendGuard``, ``OutputGuess``).
+  an optional spend guard (``budget``: ``SpendGuard``, ``OutputGuess``), the latency tail raced on
+  other keys (``hedging``: ``Hedger``).
 - ``provider_batch``: ``ProviderBatchRun`` — ``amap(mode="batch")``: the same, through provider batch APIs.
 - ``batch_listing``: ``provider_batches()`` and ``cancel_provider_batch()`` over the store's job record.
 - ``results``: ``Results`` — the awaited batch: a list with ``to_dataframe()`` and ``summary()``.

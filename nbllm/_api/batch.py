@@ -6,6 +6,7 @@
     async for i, result in llm.amap(prompts):       # as they complete
         ...
     results = llm.map(prompts)                      # blocking
+    results = await llm.amap(prompts, hedge=False)  # no hedging (default: the slowest requests are raced)
     batch = llm.amap(prompts, budget=0.50)          # a spend guard: pauses before it would exceed $0.50
     await batch                                     # raises BatchPaused (with .results) if it paused
     await batch.resume(budget=1.00)                 # continues; nothing finished is sent again
@@ -13,7 +14,8 @@
 Every answer is written to the store as it finishes; with the cache on (the default for batches) a rerun
 after an interrupt, a crash or ``kill -9`` sends only what is missing. One aggregate progress bar and a
 per-key table are shown on the caller's side, refreshed a few times a second at most. With a budget,
-each request's worst-case cost is reserved before it is sent (``spending.BatchSpending``).
+each request's worst-case cost is reserved before it is sent (``spending.BatchSpending``). Once nothing
+is left to start, a request stuck in its key's latency tail is raced on another key (``hedging.Hedger``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .._structured import as_schema
 from .._types import Failure, MessagesInput, Response
 from .budget import Ticket
 from .estimate import Estimate
+from .hedging import HedgeBudget, Hedger, hedge_share
 from .results import Results
 from .spending import BatchSpending
 
@@ -56,7 +59,8 @@ class Batch:
     Made by ``LLM.amap``: ``runner`` makes each call; ``streaming`` sends stream requests (tokens are
     not shown, so a broken stream is retried); ``on_results`` receives the results list when the batch
     ends, also when it was interrupted (``LLM.last_results``). ``budget`` (USD) and ``budget_tokens``:
-    the spend guard; ``desc``: the progress bar's label.
+    the spend guard; ``desc``: the progress bar's label. ``hedge``: race requests in the latency tail on
+    another key (``hedging.hedge_share``: None is on unless there is a spend guard; False is off).
     """
 
     # compute every item's store fingerprint even without a store (provider batches name requests by it)
@@ -65,7 +69,7 @@ class Batch:
     def __init__(self, runner: CallRunner, prompts: Sequence[MessagesInput], *, cache: bool, progress: str,
                  concurrency: int, streaming: bool = False, overrides: dict[str, Any] | None = None,
                  on_results: Callable[[list[Any]], None] | None = None, budget: float | None = None,
-                 budget_tokens: int | None = None, desc: str = "nbllm") -> None:
+                 budget_tokens: int | None = None, desc: str = "nbllm", hedge: bool | float | None = None) -> None:
         self.runner, self.prompts, self.cache = runner, list(prompts), cache
         self.concurrency, self.streaming, self.overrides = concurrency, streaming, dict(overrides or {})
         self.on_results, self.progress_mode, self.desc = on_results, progress, desc
@@ -80,6 +84,8 @@ class Batch:
         self.display = ProgressDisplay(self.progress, runner.pool.status_rows, mode=progress, desc=desc)
         self.stopped_by: BaseException | None = None
         self.not_stored = 0  # answers the store could not write: they are in the results, a rerun resends them
+        self.hedge_share = hedge_share(hedge, guarded=budget is not None or budget_tokens is not None)
+        self.hedger: Hedger | None = None  # made per run, on the engine loop (structured items are not hedged)
         self._calls: list[PreparedCall | None] | None = None
 
     def __repr__(self) -> str:
@@ -91,6 +97,7 @@ class Batch:
         calls = self._prepared(emit)
         pending = self._serve_cached(calls, emit)
         self.spending.start(calls, pending, self.results)
+        self.hedger = self._make_hedger(len(pending))
         todo = iter(pending)
         workers = [asyncio.create_task(self._worker(todo, calls, emit)) for _ in range(min(self.concurrency, len(pending)))]
         try:
@@ -189,6 +196,21 @@ class Batch:
             return {}
         return store.lookup_many(call.fingerprint for call in calls)  # type: ignore[misc]
 
+    def _make_hedger(self, items: int) -> Hedger | None:
+        """This run's hedging, or None: off, or a structured batch (each round's re-ask depends on the
+        answer judged, so a race of whole rounds would double the rounds, not cut the tail)."""
+        budget = HedgeBudget.for_items(items, self.hedge_share)
+        if not budget.limit or self.schema is not None:
+            return None
+        return Hedger(self.runner.pool, self.runner.model, self.streaming, budget, items,
+                      on_sent=self.progress.hedge_sent)
+
+    async def _answer(self, call: PreparedCall, i: int) -> Response:
+        if self.hedger is None:
+            return await self.runner.answer(call, cache=False, batch=self.id, index=i)
+        return await self.hedger.answer(
+            lambda watch: self.runner.answer(call, cache=False, batch=self.id, index=i, watch=watch))
+
     async def _worker(self, todo: Any, calls: list[PreparedCall | None], emit: Emit) -> None:
         for i in todo:
             call = calls[i]
@@ -196,8 +218,10 @@ class Batch:
             ticket = self.spending.reserve(call) if self.spending.active else None
             if self.spending.paused:
                 return  # this item and the rest wait for resume(); in-flight ones still finish
+            if self.hedger is not None:
+                self.hedger.item_started()
             try:
-                result: Response | Failure = await self.runner.answer(call, cache=False, batch=self.id, index=i)
+                result: Response | Failure = await self._answer(call, i)
             except NoKeyAvailableError as error:
                 self.stopped_by = error
                 self._finish(i, Failure(error, self.prompts[i]), emit, ticket)

@@ -33,6 +33,7 @@ from .._types import LLMResult, MessagesInput, Response, StreamEvent
 from .batch import Batch
 from .estimate import Estimate
 from .fill import Fill, fill_prompts
+from .hedging import hedge_share
 from .provider_batch import ProviderBatchRun
 from .results import Results
 
@@ -138,7 +139,8 @@ class LLM(LLMSettings):
     def amap(self, prompts: Sequence[MessagesInput], *, cache: bool | None = None, progress: str | None = None,
              concurrency: int | None = None, mode: str = "online", fallback: str | None = None,
              batch_api: BatchAPIOptions | None = None, budget: float | None = None,
-             budget_tokens: int | None = None, desc: str = "nbllm", **overrides: Any) -> Batch:
+             budget_tokens: int | None = None, desc: str = "nbllm", hedge: bool | float | None = None,
+             **overrides: Any) -> Batch:
         """Run many prompts; ``await`` the result for a list in input order, or ``async for i, r in ...``.
 
         Every answer is stored as it finishes; with ``cache`` (default on for batches) a rerun sends only
@@ -157,10 +159,16 @@ class LLM(LLMSettings):
         batch, or online with ``fallback="online"``; ``batch_api=BatchAPIOptions(...)`` sets limits,
         rounds and polling. With a schema, answers that do not fit are repaired online (a provider
         batch cannot re-ask).
+
+        ``hedge`` (online batches): once nothing is left to start, a request that has run longer than the
+        95th percentile of its key's answers is raced on another key; the first answer wins, the other is
+        cancelled, and at most 5 % of the batch (at least one) is sent twice. On by default, except with a
+        spend guard (``budget=``: hedges are not reserved) or ``schema=``; ``hedge=False`` turns it off,
+        ``True`` on, a number in (0, 1] sets the share. Exactly one answer per item is kept and stored.
         """
         if concurrency is not None:
             check_concurrency(concurrency)
-        _check_mode(mode, fallback, batch_api, budget, budget_tokens)
+        _check_mode(mode, fallback, batch_api, budget, budget_tokens, hedge)
         self.runner.check_overrides(overrides)  # wrong for every item: say so once, send nothing
         common = dict(cache=True if cache is None else cache, progress=progress or self.progress,
                       concurrency=concurrency or self.concurrency, overrides=overrides, on_results=self._keep_results)
@@ -168,18 +176,18 @@ class LLM(LLMSettings):
             batch: Batch = ProviderBatchRun(self.runner, prompts, fallback=fallback, options=batch_api, **common)
         else:
             batch = Batch(self.runner, prompts, streaming=self.streaming, budget=budget, budget_tokens=budget_tokens,
-                          desc=desc, **common)
+                          desc=desc, hedge=hedge, **common)
         self.last_batch = batch
         return batch
 
     def map(self, prompts: Sequence[MessagesInput], *, cache: bool | None = None, progress: str | None = None,
             concurrency: int | None = None, mode: str = "online", fallback: str | None = None,
             batch_api: BatchAPIOptions | None = None, budget: float | None = None,
-            budget_tokens: int | None = None, **overrides: Any) -> Results:
+            budget_tokens: int | None = None, hedge: bool | float | None = None, **overrides: Any) -> Results:
         """Blocking ``amap``: returns the list of results in input order (a ``Results``)."""
         return self.amap(prompts, cache=cache, progress=progress, concurrency=concurrency, mode=mode,
                          fallback=fallback, batch_api=batch_api, budget=budget, budget_tokens=budget_tokens,
-                         **overrides).run_blocking()
+                         hedge=hedge, **overrides).run_blocking()
 
     def estimate(self, prompts: Sequence[MessagesInput], **overrides: Any) -> Estimate:
         """What ``amap(prompts, **overrides)`` would cost and take; nothing is sent (see ``Estimate``)."""
@@ -233,10 +241,16 @@ class LLM(LLMSettings):
 
 
 def _check_mode(mode: str, fallback: str | None, batch_api: Any, budget: float | None,
-                budget_tokens: int | None) -> None:
+                budget_tokens: int | None, hedge: bool | float | None = None) -> None:
     """``amap``'s mode and the options that belong to one mode only."""
     if mode not in ("online", "batch"):
         raise ConfigurationError(f"mode must be 'online' or 'batch', not {mode!r}.")
+    hedge_share(hedge)  # a wrong value fails here, in either mode
+    if mode == "batch" and hedge:
+        raise ConfigurationError(
+            "hedge= races slow online requests; a provider batch (mode='batch') has no requests to race. "
+            "Leave hedge unset (or False) with mode='batch'."
+        )
     if mode == "online" and (fallback is not None or batch_api is not None):
         raise ConfigurationError("fallback= and batch_api= apply to mode='batch' only.")
     if mode == "batch" and (budget is not None or budget_tokens is not None):

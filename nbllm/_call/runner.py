@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import _engine
 from .._callbacks import dispatch, wants_tokens
-from .._client import CallSpec, run_call
+from .._client import AttemptWatch, CallSpec, run_call
 from .._keys import KeyPool
 from .._store import Store, request_fingerprint
 from .._structured import as_schema
@@ -142,12 +142,14 @@ class CallRunner:
 
     # ---- engine side --------------------------------------------------------------------------------
     async def execute(self, call: PreparedCall, *, cache: bool, batch: str | None = None,
-                      index: int | None = None, deliver_text: bool = True) -> AsyncIterator[str | Response]:
+                      index: int | None = None, deliver_text: bool = True,
+                      watch: AttemptWatch | None = None) -> AsyncIterator[str | Response]:
         """On the engine loop: answer from the cache, or send the call and record its outcome.
 
         Yields text deltas as they arrive (unless ``deliver_text=False``), then the ``Response``. A
         structured call yields only its validated Response: an answer that may still be re-asked is not
-        shown as it streams (docs/ARCHITECTURE.md, "Structured answers").
+        shown as it streams (docs/ARCHITECTURE.md, "Structured answers"). ``watch``: one attempt of a
+        hedged item (docs/ARCHITECTURE.md, "Hedging"); only the outcome that settles the item is recorded.
         """
         if call.schema is not None:
             yield await answer_structured(self, call, cache=cache, batch=batch, index=index)
@@ -159,33 +161,36 @@ class CallRunner:
                 yield hit
                 return
         try:
-            async for item in run_call(call.spec, self.route.target, deliver_text):
+            async for item in run_call(call.spec, self.route.target, deliver_text, watch):
                 if isinstance(item, Response) and store is not None:
                     store.record(call.fingerprint, call.stored_request(), item, batch=batch, index=index)  # type: ignore[arg-type]
                 yield item
         except Exception as error:
-            if store is not None:
+            settles = watch is None or watch.may_fail()  # a hedged item's other attempt may still answer
+            if store is not None and settles:
                 store.record(call.fingerprint, call.stored_request(), error=error, batch=batch, index=index)  # type: ignore[arg-type]
             raise
 
     async def answer(self, call: PreparedCall, *, cache: bool, batch: str | None = None,
-                     index: int | None = None) -> Response:
+                     index: int | None = None, watch: AttemptWatch | None = None) -> Response:
         """On the engine loop: ``execute`` without text deltas, to its ``Response``.
 
         The same steps as ``execute`` without its generator: every answer of a batch comes through here,
-        and each generator layer costs CPU per call (docs/ARCHITECTURE.md, "Client CPU").
+        and each generator layer costs CPU per call (docs/ARCHITECTURE.md, "Client CPU"). ``watch``: as
+        for ``execute``.
         """
         if call.schema is not None:
-            return await _last(self.execute(call, cache=cache, batch=batch, index=index, deliver_text=False))
+            return await _last(self.execute(call, cache=cache, batch=batch, index=index, deliver_text=False,
+                                            watch=watch))
         store = self.store if call.fingerprint is not None else None
         if store is not None and cache:
             hit = store.lookup(call.fingerprint)  # type: ignore[arg-type]
             if hit is not None:
                 return hit
         try:
-            response = await _last(run_call(call.spec, self.route.target, deliver_text=False))
+            response = await _last(run_call(call.spec, self.route.target, False, watch))
         except Exception as error:
-            if store is not None:
+            if store is not None and (watch is None or watch.may_fail()):
                 store.record(call.fingerprint, call.stored_request(), error=error, batch=batch, index=index)  # type: ignore[arg-type]
             raise
         if store is not None:

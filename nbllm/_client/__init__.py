@@ -6,6 +6,8 @@
 - ``retry``: which failures are retried and how long to wait (pure).
 - ``ratelimits``: rate-limit headers turned into a ``RateLimitSnapshot`` (pure).
 - ``providers``: the OpenAI-compatible and Anthropic wire formats (pure).
+- ``watch``: ``AttemptWatch`` and ``Race`` — what a hedger learns about a running call, and which of an
+  item's attempts settles it.
 
 The provider batch APIs (``nbllm._batchapi``) use the same transport, providers and retry rules.
 """
@@ -21,11 +23,14 @@ from .providers import (
     resolve_model,
 )
 from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
+from .watch import AttemptWatch, Race
 
 __all__ = [
+    "AttemptWatch",
     "CallSpec",
     "OutputFormat",
     "Provider",
+    "Race",
     "RetryPolicy",
     "Target",
     "Timeouts",

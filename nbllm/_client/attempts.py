@@ -50,6 +50,7 @@ from .providers import (
 from .ratelimits import parse_rate_limit_headers
 from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
 from .sse import SSEError, aiter_sse
+from .watch import AttemptWatch
 
 __all__ = ["Target", "run_call"]
 
@@ -84,27 +85,33 @@ class Target:
 class _Attempt:
     """State of one HTTP attempt, kept so that errors can say what was delivered."""
 
-    __slots__ = ("deliver_text", "delivered", "first_token_at", "started", "state")
+    __slots__ = ("deliver_text", "delivered", "first_token_at", "lease", "started", "state", "watch")
 
-    def __init__(self, deliver_text: bool) -> None:
-        self.deliver_text = deliver_text
+    def __init__(self, deliver_text: bool, lease: Lease, watch: AttemptWatch | None) -> None:
+        self.deliver_text, self.lease, self.watch = deliver_text, lease, watch
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
         self.state = StreamState()
         self.delivered = False
 
 
-async def run_call(spec: CallSpec, target: Target, deliver_text: bool = True) -> AsyncIterator[str | Response]:
+async def run_call(spec: CallSpec, target: Target, deliver_text: bool = True,
+                   watch: AttemptWatch | None = None) -> AsyncIterator[str | Response]:
     """Yield text deltas, then the Response (see module docstring).
 
     With ``deliver_text=False`` only the Response is yielded: nobody sees partial text, so even a stream
-    that broke after some tokens may be retried.
+    that broke after some tokens may be retried. ``watch`` (a hedged item's attempt, see ``watch.py``)
+    is told which key each request got and when, and keeps this attempt off the keys it must avoid; an
+    answer that comes after the other attempt's is not yielded: the attempt ends as cancelled.
     """
     errors, rate_limits = 0, 0
     estimate = spec.estimated_prompt_tokens() + (spec.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
+    avoid = watch.avoid if watch is not None else frozenset()
     while True:
-        lease = await target.pool.acquire(target.wire_format, spec.model, estimate)
-        attempt = _Attempt(deliver_text)
+        lease = await target.pool.acquire(target.wire_format, spec.model, estimate, avoid=avoid)
+        if watch is not None:
+            watch.leased(lease.alias, lease.granted_at)
+        attempt = _Attempt(deliver_text, lease, watch)
         try:
             async for item in _attempt_once(spec, target, lease, attempt):
                 yield item
@@ -129,6 +136,8 @@ async def run_call(spec: CallSpec, target: Target, deliver_text: bool = True) ->
                 await asyncio.sleep(delay)
         finally:
             lease.released()  # no-op if the attempt already reported how it ended
+            if watch is not None:
+                watch.request_ended()
 
 
 def _retry_delay(
@@ -185,7 +194,12 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
     except TransportBroken as error:
         raise _transport_error(error, attempt) from None
     lease.succeeded(attempt.state.usage.total_tokens or None, snapshot)
-    yield _response(attempt, spec, lease, provider)
+    watch = attempt.watch
+    if watch is not None and not watch.won():
+        # the other attempt of this hedged item answered first: its answer stands, this one is dropped
+        # (the key's counters above still count what this request used)
+        raise asyncio.CancelledError
+    yield _response(attempt, spec, lease, provider, watch.race.extra if watch is not None else 0)
 
 
 def _capped(snapshot: RateLimitSnapshot, max_seconds: float) -> RateLimitSnapshot:
@@ -229,6 +243,9 @@ async def _read_stream(provider: Provider, http_response: HttpResponse, attempt:
         if text:
             if attempt.first_token_at is None:
                 attempt.first_token_at = time.perf_counter()
+                attempt.lease.first_token()  # the key's time to first token (hedging reads its tail)
+                if attempt.watch is not None:
+                    attempt.watch.first_token()
             if attempt.deliver_text:
                 attempt.delivered = True
                 yield text
@@ -286,7 +303,7 @@ def _transport_error(error: TransportBroken, attempt: _Attempt) -> NbllmError:
     )
 
 
-def _response(attempt: _Attempt, spec: CallSpec, lease: Lease, provider: Provider) -> Response:
+def _response(attempt: _Attempt, spec: CallSpec, lease: Lease, provider: Provider, hedges: int) -> Response:
     state, now = attempt.state, time.perf_counter()
     pieces = len(state.text_parts) or len(state.tool_parts)
     usage = state.usage if state.usage.total_tokens else Usage(spec.estimated_prompt_tokens(), pieces)
@@ -299,4 +316,5 @@ def _response(attempt: _Attempt, spec: CallSpec, lease: Lease, provider: Provide
         time_to_first_token=(attempt.first_token_at - attempt.started) if attempt.first_token_at else None,
         key_alias=lease.alias,
         provider=provider.name,
+        hedges=hedges,
     )

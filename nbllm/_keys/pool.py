@@ -50,6 +50,7 @@ class _Waiter:
     model: str
     tokens: float
     future: asyncio.Future[Lease]
+    avoid: frozenset[str] = frozenset()  # key aliases this request must not use (a hedge's first key)
 
 
 class Lease:
@@ -86,6 +87,11 @@ class Lease:
         """Take what the provider's headers say about the key, without ending the lease."""
         if not snapshot.is_empty:
             self.state.learn(snapshot, self._pool.clock())
+
+    def first_token(self) -> None:
+        """A stream's first token arrived: the key's time to first token for this model (hedging reads it)."""
+        if not self._ended:
+            self.state.first_token_of(self.model).add(self._pool.clock() - self.granted_at)
 
     def succeeded(self, used_tokens: int | None, snapshot: RateLimitSnapshot | None = None) -> None:
         if self._end():
@@ -220,16 +226,24 @@ class KeyPool:
         """A table of every key (renders as HTML in a notebook, as text in a terminal)."""
         return PoolStatus(self.status_rows())
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a key right now."""
+        return len(self._waiters)
+
     def counts(self) -> dict[str, int]:
         """Answered requests per key alias (the seed's ``cnt``)."""
         return {s.alias: s.done for s in self._states}
 
-    async def acquire(self, wire_format: str, model: str, tokens: float) -> Lease:
-        """Wait (FIFO) until a key that serves ``model`` can take ``tokens`` more; raise if none ever can."""
+    async def acquire(self, wire_format: str, model: str, tokens: float, avoid: Iterable[str] = ()) -> Lease:
+        """Wait (FIFO) until a key that serves ``model`` can take ``tokens`` more; raise if none ever can.
+
+        ``avoid``: aliases of keys not to use (a hedge goes to another key than the request it races).
+        """
         if not self._states:
             raise ConfigurationError("The key pool is empty: set OPENAI_API_KEY / API_KEY, or pass keys.")
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(wire_format, model, tokens, future)
+        waiter = _Waiter(wire_format, model, tokens, future, frozenset(avoid))
         self._waiters.append(waiter)
         self._ensure_dispatcher()
         try:
@@ -306,7 +320,7 @@ class KeyPool:
         if head.future.done():  # cancelled while waiting
             self._waiters.popleft()
             return None
-        choice = choose_key(self._states, head.wire_format, head.model, head.tokens, now)
+        choice = choose_key(self._states, head.wire_format, head.model, head.tokens, now, head.avoid)
         if choice.state is None:
             self._waiters.popleft()
             head.future.set_exception(self._no_key_error(head, choice.candidates))

@@ -69,6 +69,8 @@ class KeyState:
     recent: collections.deque[float] = field(default_factory=collections.deque)
     # how long answers took, per model (admission reads the mean, hedging the tail; see latency.py)
     latency: dict[str, LatencyWindow] = field(default_factory=dict)
+    # how long streams waited for their first token, per model (hedging reads the tail of streams)
+    first_token: dict[str, LatencyWindow] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.key.rpm:
@@ -111,6 +113,13 @@ class KeyState:
         window = self.latency.get(model)
         if window is None:
             window = self.latency[model] = LatencyWindow()
+        return window
+
+    def first_token_of(self, model: str) -> LatencyWindow:
+        """This key's time-to-first-token record for ``model`` (streams only; made empty on first use)."""
+        window = self.first_token.get(model)
+        if window is None:
+            window = self.first_token[model] = LatencyWindow()
         return window
 
     def parked(self, now: float) -> bool:
@@ -256,13 +265,15 @@ class Choice:
     candidates: list[KeyState] = field(default_factory=list)
 
 
-def choose_key(states: Iterable[KeyState], wire_format: str, model: str, tokens: float, now: float) -> Choice:
+def choose_key(states: Iterable[KeyState], wire_format: str, model: str, tokens: float, now: float,
+               avoid: frozenset[str] = frozenset()) -> Choice:
     """The live key that can take this request soonest; among keys free now, the least loaded.
 
     ``Choice.state`` is None when no key serves this model (``candidates`` empty) or every candidate is
     disabled or parked (``wait`` inf). A key with no room for another in-flight request counts as busy.
+    Keys whose alias is in ``avoid`` are not candidates (a hedge must go to another key).
     """
-    candidates = [s for s in states if s.key.serves(wire_format, model)]
+    candidates = [s for s in states if s.key.serves(wire_format, model) and s.alias not in avoid]
     best: KeyState | None = None
     best_rank = (math.inf, math.inf)
     for state in candidates:

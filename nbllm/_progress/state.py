@@ -42,6 +42,7 @@ class BatchProgress:
         "total", "model", "done", "ok", "failed", "cached", "repaired", "structured", "prompt_tokens",
         "completion_tokens", "by_key", "not_stored", "_clock", "_start", "_window", "_window_tokens",
         "provider_counts", "provider_waiting", "spent", "budget", "budget_tokens", "batch_prices", "_rates",
+        "hedges",
     )
 
     def __init__(self, total: int, model: str = "", clock: Callable[[], float] = time.monotonic,
@@ -67,6 +68,8 @@ class BatchProgress:
         self.by_key: dict[str, int] = {}
         # answers the store could not write (set when the batch ends): a rerun sends them again
         self.not_stored = 0
+        # extra requests sent to race slow ones on another key (hedging); shown as ⇉n once there is one
+        self.hedges = 0
         self._clock = clock
         self._start = clock()
         # FIFO of (finish time, tokens) of the items finished in the last WINDOW seconds
@@ -108,6 +111,10 @@ class BatchProgress:
         self._window.append((now, tokens))
         self._window_tokens += tokens
         self._prune(now)
+
+    def hedge_sent(self) -> None:
+        """Count one extra request that raced a slow one (its cost is counted with the item's answer)."""
+        self.hedges += 1
 
     def _add_cost(self, prompt_tokens: int, completion_tokens: int) -> None:
         if self._rates is False:
@@ -194,12 +201,14 @@ class BatchProgress:
         return " · ".join(f"{label} {format_count(counts.get(name, 0))}" for name, label in _PROVIDER_LABELS)
 
     def _outcomes(self) -> str:
-        """``✓ok ✗failed ⟲cached``; with a schema ``✓valid first time ✎repaired ✗failed ⟲cached``."""
+        """``✓ok ✗failed ⟲cached``; with a schema ``✓valid first time ✎repaired ✗failed ⟲cached``; then
+        ``⇉hedges`` once a slow request was raced on another key."""
         if self.structured:
             valid = f"✓{format_count(self.ok - self.repaired)} ✎{format_count(self.repaired)}"
         else:
             valid = f"✓{format_count(self.ok)}"
-        return f"{valid} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}"
+        hedged = f" ⇉{format_count(self.hedges)}" if self.hedges else ""
+        return f"{valid} ✗{format_count(self.failed)} ⟲{format_count(self.cached)}{hedged}"
 
     def _pace(self) -> list[str]:
         """Request and token rates, or a provider batch's own counts instead."""
@@ -223,6 +232,8 @@ class BatchProgress:
         """The same numbers as ``format_line``, for ``tqdm.set_postfix`` (done/total is the bar's)."""
         out: dict[str, Any] = {"ok": self.ok - self.repaired, "repaired": self.repaired} if self.structured else {"ok": self.ok}
         out.update({"failed": self.failed, "cached": self.cached})
+        if self.hedges:
+            out["hedged"] = self.hedges
         if self.provider_counts is not None:
             out["batch"] = self._provider_text()
         else:

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from .._secrets import redact
 from .._types import Response, Usage
 
-__all__ = ["COLUMNS", "INSERT", "RESPONSE_COLUMNS", "SCHEMA", "canonical_json", "request_fingerprint",
+__all__ = ["COLUMNS", "HEDGES_COLUMN", "INSERT", "RESPONSE_COLUMNS", "SCHEMA", "canonical_json", "request_fingerprint",
            "response_from_row", "row_dict", "row_values", "unstored_row_values"]
 
 SCHEMA = """
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS results (
     ttft REAL,
     key_alias TEXT,
     error_type TEXT,
-    error_message TEXT
+    error_message TEXT,
+    hedges INTEGER
 );
 -- cache lookups: newest ok row of a fingerprint is the last entry of (fingerprint, ok) in this index
 CREATE INDEX IF NOT EXISTS results_fingerprint ON results (fingerprint, ok, id);
@@ -48,8 +49,10 @@ CREATE INDEX IF NOT EXISTS results_batch ON results (batch, item_index);
 COLUMNS = (
     "id", "fingerprint", "batch", "item_index", "created_at", "provider", "base_url", "model",
     "request_json", "ok", "text", "finish_reason", "prompt_tokens", "completion_tokens", "latency",
-    "ttft", "key_alias", "error_type", "error_message",
+    "ttft", "key_alias", "error_type", "error_message", "hedges",
 )
+# requests raced beside the answer on other keys (hedging); added in schema 3, so last
+HEDGES_COLUMN = "ALTER TABLE results ADD COLUMN hedges INTEGER"
 INSERT = f"INSERT INTO results ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * (len(COLUMNS) - 1))})"
 RESPONSE_COLUMNS = (
     "id, fingerprint, text, model, provider, finish_reason, prompt_tokens, completion_tokens, "
@@ -110,6 +113,7 @@ def row_values(
         _clean(alias),
         type(error).__name__ if error is not None else None,
         _clean(error),
+        answer.hedges if answer is not None else None,
     )
 
 
@@ -142,4 +146,4 @@ def unstored_row_values(fingerprint: str, batch: str | None, index: int | None, 
                         reason: str) -> tuple[Any, ...]:
     """The row written in place of an answer that could not be written: ``ok=0`` and why."""
     return (fingerprint, batch, index, created_at, *(None,) * 4, 0, *(None,) * 7, "StoreWriteError",
-            f"the answer could not be stored: {reason}")
+            f"the answer could not be stored: {reason}", None)

@@ -37,6 +37,7 @@ from .._types import Failure, Response
 from .jobs import JOBS_SCHEMA, ProviderJobs
 from .rows import (
     COLUMNS,
+    HEDGES_COLUMN,
     INSERT,
     RESPONSE_COLUMNS,
     SCHEMA,
@@ -51,7 +52,8 @@ from .writer import GroupWriter
 __all__ = ["COLUMNS", "Store", "default_store_path", "request_fingerprint"]
 
 # 2: the provider batch job record (jobs.py); a version-1 file gets the new tables, its rows stay
-SCHEMA_VERSION = 2
+# 3: results.hedges (requests raced beside an answer); older rows read NULL there
+SCHEMA_VERSION = 3
 # Another process's write lock is waited out: SQLite's busy timeout first, then these pauses (doubling),
 # for as long as it takes; an answer handed to the store is never dropped because the file was busy.
 LOCK_RETRY_FIRST = 0.05
@@ -161,6 +163,8 @@ class Store:
                 for statement in (SCHEMA + JOBS_SCHEMA).split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                if "hedges" not in {row[1] for row in conn.execute("PRAGMA table_info(results)")}:
+                    conn.execute(HEDGES_COLUMN)  # a file made before schema 3
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
