@@ -163,7 +163,7 @@ class LLM(LLMSettings):
         _check_mode(mode, fallback, batch_api, budget, budget_tokens)
         self.runner.check_overrides(overrides)  # wrong for every item: say so once, send nothing
         common = dict(cache=True if cache is None else cache, progress=progress or self.progress,
-                      concurrency=concurrency or self.concurrency, overrides=overrides, on_results=self._keep_results)
+                      concurrency=concurrency if concurrency is not None else self.concurrency, overrides=overrides, on_results=self._keep_results)
         if mode == "batch":
             batch: Batch = ProviderBatchRun(self.runner, prompts, fallback=fallback, options=batch_api, **common)
         else:
