@@ -56,7 +56,7 @@ class _Waiter:
 class Lease:
     """The right to send one request with one key. End it with exactly one of the report methods."""
 
-    __slots__ = ("_ended", "_pool", "granted_at", "model", "state", "taken", "tokens")
+    __slots__ = ("_ended", "_pool", "granted_at", "model", "sent", "state", "taken", "tokens")
 
     def __init__(self, pool: KeyPool, state: KeyState, tokens: float, granted_at: float, taken: float | None = None,
                  model: str = "") -> None:
@@ -64,6 +64,8 @@ class Lease:
         self.granted_at, self.model = granted_at, model
         # what the key's own TPM bucket took: the estimate, capped (see KeyState.take)
         self.taken = tokens if taken is None else taken
+        # what the key had been sent when this lease was granted: its answer's headers are that old
+        self.sent = state.mark(granted_at)
 
     @property
     def key(self) -> ApiKey:
@@ -86,7 +88,7 @@ class Lease:
     def learn(self, snapshot: RateLimitSnapshot) -> None:
         """Take what the provider's headers say about the key, without ending the lease."""
         if not snapshot.is_empty:
-            self.state.learn(snapshot, self._pool.clock())
+            self.state.learn(snapshot, self._pool.clock(), self.sent)
 
     def succeeded(self, used_tokens: int | None, snapshot: RateLimitSnapshot | None = None) -> None:
         if self._end():
@@ -94,7 +96,7 @@ class Lease:
             self.state.finish(self.taken, used_tokens, now)
             self.state.latency_of(self.model).add(now - self.granted_at)
             if snapshot is not None and not snapshot.is_empty:
-                self.state.learn(snapshot, now)
+                self.state.learn(snapshot, now, self.sent)
             if self._pool._shared is not None:
                 self._pool._shared.succeeded(self.state, self.tokens, used_tokens)
 
@@ -106,7 +108,7 @@ class Lease:
             now = self._pool.clock()
             self.state.release(self.taken, now)  # refused: nothing used
             if snapshot is not None and not snapshot.is_empty:
-                self.state.learn(snapshot, now)
+                self.state.learn(snapshot, now, self.sent)
             self.state.cool_down(retry_after, now, self.granted_at, asked=asked)
             if self._pool._shared is not None:
                 self._pool._shared.refunded(self.state, self.tokens)
