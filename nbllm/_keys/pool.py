@@ -56,7 +56,7 @@ class _Waiter:
 class Lease:
     """The right to send one request with one key. End it with exactly one of the report methods."""
 
-    __slots__ = ("_ended", "_pool", "granted_at", "model", "sent", "state", "taken", "tokens")
+    __slots__ = ("_ended", "_pool", "granted_at", "model", "probed", "sent", "state", "taken", "tokens")
 
     def __init__(self, pool: KeyPool, state: KeyState, tokens: float, granted_at: float, taken: float | None = None,
                  model: str = "") -> None:
@@ -66,6 +66,11 @@ class Lease:
         self.taken = tokens if taken is None else taken
         # what the key had been sent when this lease was granted: its answer's headers are that old
         self.sent = state.mark(granted_at)
+        self.probed = False  # one of the requests all processes of a shared pool probe the key with
+
+    def _probe_ended(self, outcome: int) -> None:
+        if self.probed and self._pool._shared is not None:
+            self._pool._shared.probe_ended(self.state, outcome)
 
     @property
     def key(self) -> ApiKey:
@@ -98,6 +103,7 @@ class Lease:
             if snapshot is not None and not snapshot.is_empty:
                 self.state.learn(snapshot, now, self.sent)
             if self._pool._shared is not None:
+                self._probe_ended(1)
                 self._pool._shared.succeeded(self.state, self.tokens, used_tokens)
 
     def rate_limited(self, retry_after: float, snapshot: RateLimitSnapshot | None = None, *,
@@ -111,6 +117,7 @@ class Lease:
                 self.state.learn(snapshot, now, self.sent)
             self.state.cool_down(retry_after, now, self.granted_at, asked=asked)
             if self._pool._shared is not None:
+                self._probe_ended(2)
                 self._pool._shared.refunded(self.state, self.tokens)
                 self._pool._shared.rate_limited(self.state, retry_after)
 
@@ -121,6 +128,7 @@ class Lease:
             self.state.failed += 1
             self.state.disabled = reason
             if self._pool._shared is not None:
+                self._probe_ended(0)
                 self._pool._shared.key_failed(self.state, reason)
 
     def released(self, failed: bool = False) -> None:
@@ -130,6 +138,7 @@ class Lease:
             self.state.release(self.taken, self._pool.clock())
             self.state.failed += failed
             if self._pool._shared is not None:
+                self._probe_ended(0)
                 self._pool._shared.refunded(self.state, self.tokens)
 
 
@@ -310,7 +319,9 @@ class KeyPool:
         elif verdict.wait > 0:
             picked.busy_until = self.clock() + verdict.wait  # other processes use it: choose again
         elif not head.future.done():  # (if cancelled meanwhile, the capacity taken just goes unused)
-            self._grant(picked, self.clock())
+            self._grant(picked, self.clock(), probed=verdict.probed)
+        elif verdict.probed:
+            self._shared.probe_ended(picked, 0)
         return None
 
     def _pick_head(self, now: float) -> KeyState | float | None:
@@ -329,10 +340,12 @@ class KeyPool:
             return choice.state
         return choice.wait
 
-    def _grant(self, state: KeyState, now: float) -> None:
+    def _grant(self, state: KeyState, now: float, probed: bool = False) -> None:
         head = self._waiters.popleft()
         taken = state.take(head.tokens, now)
-        head.future.set_result(Lease(self, state, head.tokens, now, taken, model=head.model))
+        lease = Lease(self, state, head.tokens, now, taken, model=head.model)
+        lease.probed = probed
+        head.future.set_result(lease)
 
     def _no_key_error(self, head: _Waiter, candidates: Sequence[KeyState]) -> NbllmError:
         if not candidates:
