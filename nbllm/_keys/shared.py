@@ -236,7 +236,7 @@ class SharedLimits:
         ahead = [int(b.used(now) / b.rate * 1e6) if b is not None and b.rate > 0 else 0 for b in (state.rpm, state.tpm)]
         names = self._names[state.alias]
         self._spawn(lambda: self._scripts["learned"](keys=[names["limits"], names["rpm"], names["tpm"]],
-                                                     args=[*limits, *ahead]))
+                                                     args=[*limits, *ahead, 0]))
 
     def _spawn(self, write: Callable[[], Any]) -> None:
         """Run a write in the background; a failure means Redis is gone (the write is then moot)."""
