@@ -10,7 +10,14 @@ import pytest
 
 from nbllm._api.workers import Workers
 from nbllm._keys import ApiKey, KeyPool, KeyState, RateLimitSnapshot
-from nbllm._keys.admission import DEFAULT_LATENCY, HEADROOM, SAFETY_CAP, KeyDemand, demand_of, in_flight_target
+from nbllm._keys.admission import (
+    DEFAULT_LATENCY,
+    HEADROOM,
+    SAFETY_CAP,
+    KeyDemand,
+    demand_of,
+    in_flight_target,
+)
 from nbllm._keys.state import PROBE_IN_FLIGHT, PROBE_SPACING
 
 MODEL = "gpt-4o-mini"
@@ -100,6 +107,7 @@ def test_workers_follow_a_target_that_changes_as_items_finish():
     peak, seen, order = asyncio.run(main())
     assert sorted(order) == list(range(60))  # every item exactly once
     assert max(peak[:4]) <= 3 and max(peak) == 10 and max(peak[-10:]) <= 2
+    assert max(seen) == 10 and seen[-1] <= 2  # the workers themselves, not only the items in flight
 
 
 def test_workers_make_no_task_per_item_and_raise_a_workers_error():

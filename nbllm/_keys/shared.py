@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import _engine
 from .._exceptions import ConfigurationError
+from .bucket import DEFAULT_BURST_SECONDS
 from .shared_local import ConservativeShare, Verdict, shared_rates
 from .shared_scripts import (
     ADJUST,
@@ -48,7 +49,6 @@ from .shared_scripts import (
     processes_name,
 )
 from .snapshot import RateLimitSnapshot
-from .bucket import DEFAULT_BURST_SECONDS
 from .state import MAX_IN_FLIGHT, PROBE_IN_FLIGHT, PROBE_SPACING, KeyState
 
 __all__ = ["SharedLimits", "redacted_url"]
