@@ -109,11 +109,14 @@ class Batch:
         first = calls[pending[0]] if pending else None
         if first is None:
             return lambda: 1
-        pool, spec, progress = self.runner.pool, first.spec, self.progress
+        try:
+            pool, wire_format = self.runner.pool, self.runner.route.target.wire_format
+        except NbllmError:  # no keys, no route: each item fails with the reason, as it would anyway
+            return lambda: self.concurrency or 1
+        spec, progress = first.spec, self.progress
         # the rate of a TPM-limited key is tpm / tokens per request; leaving out the answer's share
         # overestimates it, which only queues more requests in the pool
         tokens = spec.estimated_prompt_tokens() + (spec.max_tokens or 0)
-        wire_format = self.runner.route.target.wire_format
 
         def target() -> int:
             goal = pool.in_flight_target(spec.model, tokens, limit=self.concurrency, wire_format=wire_format)

@@ -162,8 +162,9 @@ class LLM(LLMSettings):
             check_concurrency(concurrency)
         _check_mode(mode, fallback, batch_api, budget, budget_tokens)
         self.runner.check_overrides(overrides)  # wrong for every item: say so once, send nothing
+        limit = concurrency if concurrency is not None else self.concurrency  # None: as the keys allow
         common = dict(cache=True if cache is None else cache, progress=progress or self.progress,
-                      concurrency=concurrency if concurrency is not None else self.concurrency, overrides=overrides, on_results=self._keep_results)
+                      concurrency=limit, overrides=overrides, on_results=self._keep_results)
         if mode == "batch":
             batch: Batch = ProviderBatchRun(self.runner, prompts, fallback=fallback, options=batch_api, **common)
         else:

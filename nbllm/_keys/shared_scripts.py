@@ -150,9 +150,9 @@ return cap
 """
 
 # KEYS: limits, rpm, tpm. ARGV: rpm/min, tpm/min learned (0: not learned), then per bucket µs of use a
-# process counts now (its bucket's level / rate, from the aged headers), now µs (0: the server's clock). Publishes the limits and makes
-# each shared bucket at least that full: requests sent while probing went through no bucket, and an
-# empty one would let every process burst into a key the probe already used.
+# process counts now (its bucket's level / rate, from the aged headers), now µs (0: the server's clock).
+# Publishes the limits and makes each shared bucket at least that full: requests sent while probing went
+# through no bucket, and an empty one would let every process burst into a key the probe already used.
 LEARNED = _CLOCK + """
 local now = clock(ARGV[5])
 local limits = {}

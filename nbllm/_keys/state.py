@@ -39,6 +39,9 @@ RATE_INCREASE = 1.02
 # A guess never starts below this: with too few samples the estimate says nothing, and retry-after
 # cooldowns still protect a key that really is slower.
 MIN_GUESS_RPM = 60.0
+# 'remaining: 0' with a reset within this is a per-minute bucket refilling (our bucket models it); a
+# longer reset is another limit (a daily quota, a window that restarts at once) and blocks the key.
+REFILL_SECONDS = 60.0
 # A key waiting less than this is only being paced (a busy key at its limit): status still says "ready".
 WAIT_SHOWN_SECONDS = 1.0
 # A key is parked at least this long, so that max_retry_after=0 does not send it back at once.
@@ -234,8 +237,8 @@ class KeyState:
             self.in_flight_cap = MAX_IN_FLIGHT
         for bucket, remaining, reset in ((self.rpm, snapshot.remaining_requests, snapshot.reset_requests),
                                          (self.tpm, snapshot.remaining_tokens, snapshot.reset_tokens)):
-            if bucket is None and remaining is not None and remaining <= 0 and reset:
-                # no limit known to refill a bucket: nothing left until the reset the server named
+            if remaining is not None and remaining <= 0 and reset and (bucket is None or reset > REFILL_SECONDS):
+                # no rate known to refill a bucket, or a reset no per-minute refill explains: wait it out
                 self.reset_until = max(self.reset_until, since.at + reset)
         if self.rpm is not None and snapshot.remaining_requests is not None:
             self.rpm.set_available(_aged(self.rpm, snapshot.remaining_requests, self.sent_requests - since.requests,
