@@ -38,8 +38,6 @@ MODEL = "gpt-4o-mini"
         ([KeyDemand(rate=100, burst=100, latency=3.0)], {"limit": 32}, 32),
         ([KeyDemand(rate=1000, burst=1000, latency=30.0)], {}, SAFETY_CAP),
         ([KeyDemand(rate=1000, burst=1000, latency=30.0)], {"limit": 5000}, SAFETY_CAP),
-        # four processes share the keys: each keeps a quarter in flight
-        ([KeyDemand(rate=10, burst=10, latency=3.0)], {"share": 0.25}, math.ceil((10 * 3 * HEADROOM + 10) / 4)),
         # nothing to serve (every key disabled): still one, which fails with the reason
         ([], {}, 1),
     ],

@@ -56,14 +56,11 @@ class KeyDemand:
         return self.rate * latency * headroom + self.burst
 
 
-def in_flight_target(keys: Iterable[KeyDemand], *, limit: int | None = None, share: float = 1.0,
+def in_flight_target(keys: Iterable[KeyDemand], *, limit: int | None = None,
                      default_latency: float = DEFAULT_LATENCY, headroom: float = HEADROOM,
                      cap: int = SAFETY_CAP) -> int:
-    """Requests to keep in flight for these keys (at least 1, at most ``cap`` and ``limit``).
-
-    ``share``: this process's part of the keys (a pool shared through Redis by ``n`` processes: ``1/n``).
-    """
-    wanted = sum(k.in_flight(default_latency, headroom) for k in keys) * share
+    """Requests to keep in flight for these keys (at least 1, at most ``cap`` and ``limit``)."""
+    wanted = sum(k.in_flight(default_latency, headroom) for k in keys)
     target = max(1, math.ceil(wanted)) if math.isfinite(wanted) else cap
     return max(1, min(target, cap, limit if limit is not None else cap))
 

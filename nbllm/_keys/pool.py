@@ -239,13 +239,13 @@ class KeyPool:
     def in_flight_target(self, model: str, tokens: float = 0.0, *, limit: int | None = None,
                          wire_format: str | None = None) -> int:
         """How many requests for ``model`` to keep in flight now (``admission.in_flight_target``): what
-        the live keys' limits and latency call for, this process's share of it when shared, capped by
-        ``limit`` (an explicit ``concurrency=``). O(keys): a batch asks after every answer."""
+        the live keys' limits and latency call for, capped by ``limit`` (an explicit ``concurrency=``).
+        O(keys): a batch asks after every answer. Each process of a shared pool keeps the whole target:
+        the shared buckets pace them, and a process left alone with its last items gets the whole rate."""
         demands = [demand_of(s, model, tokens) for s in self._states
                    if not s.disabled and (s.key.models is None or model in s.key.models)
                    and (wire_format is None or s.key.provider in (None, wire_format))]
-        share = 1.0 / max(1, self._shared.processes) if self._shared is not None else 1.0
-        return in_flight_target(demands, limit=limit, share=share)
+        return in_flight_target(demands, limit=limit)
 
     async def acquire(self, wire_format: str, model: str, tokens: float) -> Lease:
         """Wait (FIFO) until a key that serves ``model`` can take ``tokens`` more; raise if none ever can."""
