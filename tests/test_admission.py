@@ -4,6 +4,7 @@ and the paced first probe: pure arithmetic on numbers and clocks passed in, no s
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 
 import pytest
@@ -92,7 +93,7 @@ def test_workers_follow_a_target_that_changes_as_items_finish():
                 if not workers.keep_going():
                     return
 
-        workers = Workers(range(60), work, lambda: goal["n"])
+        workers = Workers(range(60), work, lambda: goal["n"], reread_seconds=0.0)
         runner = asyncio.create_task(workers.run())
         for _ in range(60):
             await asyncio.sleep(0)
@@ -109,6 +110,13 @@ def test_workers_follow_a_target_that_changes_as_items_finish():
 
 
 def test_workers_make_no_task_per_item_and_raise_a_workers_error():
+    clock = itertools.count(0.0, 0.01)  # each item takes 10 ms
+    reads = []
+
+    def count_reads() -> int:
+        reads.append(1)
+        return 8
+
     async def main():
         made = 0
 
@@ -122,12 +130,13 @@ def test_workers_make_no_task_per_item_and_raise_a_workers_error():
                 if not workers.keep_going():
                     return
 
-        workers = Workers(range(100_000), work, lambda: 8)
+        workers = Workers(range(100_000), work, count_reads, clock=clock.__next__, reread_seconds=0.05)
         with pytest.raises(RuntimeError, match="boom"):
             await workers.run()
         return made
 
     assert asyncio.run(main()) == 8
+    assert len(reads) <= 50_000 * 0.01 / 0.05 + 2  # the target is read every 50 ms, not after every item
 
 
 # ---- aged snapshots --------------------------------------------------------------------------------------
