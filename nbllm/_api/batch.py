@@ -1,4 +1,4 @@
-"""Batches: ``amap``/``map`` run many prompts with bounded concurrency and never lose a finished answer.
+"""Batches: ``amap``/``map`` run many prompts, as many in flight as the keys allow, and never lose a finished answer.
 
     results = await llm.amap(prompts)              # input order; a failed item is a Failure, not a raise
     rows = await llm.amap(prompts, schema=Result)   # each answer parsed and validated (re-asked if needed)
