@@ -191,3 +191,15 @@ def test_a_key_of_unknown_limits_is_paced_until_its_first_answer():
     state.finish(1, None, 0.5)  # an answer without limit headers: probing by in-flight allowance only
     state.take(1, 0.5)
     assert state.wait_time(1, 0.5) == 0.0
+
+
+def test_the_progress_line_shows_in_flight_over_target_while_running():
+    from nbllm._progress import BatchProgress
+
+    progress = BatchProgress(10, clock=lambda: 0.0)
+    assert "in flight" not in progress.format_line()  # not set by a batch: not shown
+    progress.in_flight, progress.in_flight_target = 58, 60
+    assert "in flight 58/60" in progress.format_line() and progress.format_dict()["in flight"] == "58/60"
+    for _ in range(10):
+        progress.item_done(ok=True)
+    assert "in flight" not in progress.format_line()  # finished
