@@ -50,6 +50,8 @@ class LLM(LLMSettings):
     ``schema``: a Pydantic model class or a JSON Schema dict; every answer is then parsed and validated
     into ``Response.parsed``, and re-asked with the errors up to ``max_reasks`` times (default 2). Both
     are also accepted per call: ``invoke(prompt, schema=Result)``, ``amap(prompts, schema=Result)``…
+    ``concurrency``: the most requests a batch keeps in flight; None (default): as many as the keys'
+    limits and latency call for (Little's law, at most 1024; see ``nbllm._keys.admission``).
     Extra keyword arguments are sent to the provider as they are (``top_p=…``, ``seed=…``…).
     """
 

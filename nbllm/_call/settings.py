@@ -107,7 +107,8 @@ def check_concurrency(concurrency: Any) -> None:
     if concurrency is None:
         return
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(f"concurrency must be a whole number of at least 1, got {_shown(concurrency)}.")
+        raise ConfigurationError("concurrency must be a whole number of at least 1, or None for as many as the keys "
+                                 f"allow, got {_shown(concurrency)}.")
 
 
 def check_parameters(temperature: Any, max_tokens: Any, stop: Any, extra: Mapping[str, Any]) -> None:
