@@ -19,7 +19,7 @@ from nbllm._keys.admission import (
     demand_of,
     in_flight_target,
 )
-from nbllm._keys.state import PROBE_IN_FLIGHT, PROBE_SPACING
+from nbllm._keys.state import PROBE_BURST, PROBE_IN_FLIGHT, PROBE_SPACING
 
 MODEL = "gpt-4o-mini"
 
@@ -184,10 +184,13 @@ def test_a_learned_limit_starts_from_the_aged_snapshot():
 # ---- the paced first probe -------------------------------------------------------------------------------
 def test_a_key_of_unknown_limits_is_paced_until_its_first_answer():
     state = KeyState(ApiKey("sk-a-123456789", "a"))
-    assert state.wait_time(1, 0.0) == 0.0
-    state.take(1, 0.0)
-    assert state.wait_time(1, 0.0) == pytest.approx(PROBE_SPACING)
+    for _ in range(PROBE_BURST):  # a small burst at once
+        assert state.wait_time(1, 0.0) == 0.0
+        state.take(1, 0.0)
+    assert state.wait_time(1, 0.0) == pytest.approx(PROBE_SPACING)  # then one at a time
     assert state.wait_time(1, PROBE_SPACING) == 0.0
+    state.take(1, PROBE_SPACING)
+    assert state.wait_time(1, PROBE_SPACING) == pytest.approx(PROBE_SPACING)
     state.finish(1, None, 0.5)  # an answer without limit headers: probing by in-flight allowance only
     state.take(1, 0.5)
     assert state.wait_time(1, 0.5) == 0.0

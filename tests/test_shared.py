@@ -147,12 +147,12 @@ async def grants_now(pool: KeyPool, n: int, within: float = 0.05) -> int:
 
 
 # ---- probing a key nobody knows the limits of, all processes together --------------------------------
-async def probe_take(client, at: float, spacing_ms: float = 20, cap: int = 3):
+async def probe_take(client, at: float, spacing_ms: float = 20, cap: int = 3, burst: int = 0):
     """TAKE for a process that knows no limit of key ``p`` (still waiting for its first answer when
     ``spacing_ms``): 'probe' when granted as a probe, 'granted' otherwise, else the wait in seconds."""
     keys = ("p:rpm", "p:tpm", "p:cooldown", "p:disabled", "p:limits", "p:probe")
     reply = await client.eval(TAKE, 6, *keys, 0, 0, 0, 0, 10, BASE + at * 1e6, int(spacing_ms * 1000), 1.0, cap,
-                              50_000)
+                              50_000, burst)
     if reply[0] == 0:
         return "probe" if len(reply) > 2 and reply[2] == 1 else "granted"
     return reply[1] / 1e6
@@ -175,6 +175,11 @@ async def test_processes_probe_an_unknown_key_together(client):
     assert await client.eval(PROBE_END, 1, "p:probe", 0, 1024) == 2
     assert await probe_take(client, 1.0, spacing_ms=0) == pytest.approx(0.05)  # 2 still in flight, cap 2
     assert await client.hget("p:probe", "inflight") == "2"
+
+
+async def test_the_first_probes_go_out_at_once_then_paced(client):
+    assert [await probe_take(client, 0.0, cap=16, burst=3) for _ in range(3)] == ["probe"] * 3
+    assert await probe_take(client, 0.0, cap=16, burst=3) == pytest.approx(0.02)
 
 
 async def test_a_limit_one_process_learned_ends_the_probe_for_all(client):

@@ -49,7 +49,7 @@ from .shared_scripts import (
     processes_name,
 )
 from .snapshot import RateLimitSnapshot
-from .state import MAX_IN_FLIGHT, PROBE_IN_FLIGHT, PROBE_SPACING, KeyState
+from .state import MAX_IN_FLIGHT, PROBE_BURST, PROBE_IN_FLIGHT, PROBE_SPACING, KeyState
 
 __all__ = ["SharedLimits", "redacted_url"]
 
@@ -172,7 +172,7 @@ class SharedLimits:
                     keys=[names["rpm"], names["tpm"], names["cooldown"], names["disabled"], names["limits"],
                           names["probe"]],
                     args=[rates.rpm, rates.rpm_burst, rates.tpm, rates.tpm_burst, tokens, 0, probe,
-                          DEFAULT_BURST_SECONDS, PROBE_IN_FLIGHT, int(PROBE_RECHECK_SECONDS * 1e6)],
+                          DEFAULT_BURST_SECONDS, PROBE_IN_FLIGHT, int(PROBE_RECHECK_SECONDS * 1e6), PROBE_BURST],
                 )
                 return _verdict(reply)
             except self._errors as error:

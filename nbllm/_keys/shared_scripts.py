@@ -84,7 +84,8 @@ end
 
 # KEYS: rpm, tpm, cooldown, disabled[, limits, probe]. ARGV: rpm/min, rpm burst s, tpm/min, tpm burst s,
 # tokens, now µs[, probe: -1 if this process knows a limit, else the pacing µs (0: none); burst s for
-# limits read from KEYS[5]; the probe's first in-flight cap; µs to wait when the probe is full].
+# limits read from KEYS[5]; the probe's first in-flight cap; µs to wait when the probe is full; how many
+# probes go out before the pacing starts].
 # A rate of 0 means "no such limit". Without local limits, limits another process learned (KEYS[5]) are
 # used; without any, the key is probed by all processes together (KEYS[6]). Returns {GRANTED, 0[, 1]}
 # having taken capacity from both buckets (the 1: it counts in the probe), {WAIT, µs} having taken
@@ -105,10 +106,11 @@ if probe >= 0 then
   if rpm > 0 or tpm > 0 then probe = -1 end
 end
 if probe >= 0 then
-  local p = redis.call('HMGET', KEYS[6], 'inflight', 'cap', 'next')
+  local p = redis.call('HMGET', KEYS[6], 'inflight', 'cap', 'next', 'sent')
   local inflight, cap, next = tonumber(p[1] or '0'), tonumber(p[2] or ARGV[9]), tonumber(p[3] or '0')
   if inflight >= cap then wait = math.max(wait, tonumber(ARGV[10])) end
   if probe > 0 and next > now then wait = math.max(wait, next - now) end
+  if probe > 0 and tonumber(p[4] or '0') + 1 < tonumber(ARGV[11] or '0') then probe = 0 end
 end
 local plans = {}
 local function plan(key, per_minute, burst, amount)
@@ -126,6 +128,7 @@ if wait > 0 then return {1, math.ceil(wait)} end
 for _, p in ipairs(plans) do store(p[1], p[2], now) end
 if probe >= 0 then
   redis.call('HINCRBY', KEYS[6], 'inflight', 1)
+  redis.call('HINCRBY', KEYS[6], 'sent', 1)
   redis.call('HSETNX', KEYS[6], 'cap', ARGV[9])
   if probe > 0 then redis.call('HSET', KEYS[6], 'next', string.format('%.0f', now + probe)) end
   redis.call('PEXPIRE', KEYS[6], """ + str(PROBE_TTL_MS) + """)

@@ -22,12 +22,14 @@ __all__ = ["KeyState", "Sent", "choose_key"]
 # It grows by one per success and halves on a 429: additive increase, multiplicative decrease, as TCP
 # does for a link of unknown capacity.
 PROBE_IN_FLIGHT = 16
-# Until a key of unknown limits has answered once, its requests go out at most one per this many seconds
-# instead of all at once: a 429 comes back at once (it is refused on arrival, with the limit in its
-# headers on every major provider), so the probe stops after the first one instead of sending its whole
-# allowance into a key that takes less. 16 requests take 0.3 s to go out; after the first answer the
-# pacing ends (a key that never sends limits is then probed by the in-flight allowance alone).
-PROBE_SPACING = 0.02
+# Until a key of unknown limits has answered once, its first PROBE_BURST requests go out at once and the
+# next ones at most one per PROBE_SPACING, instead of the whole allowance at once: a 429 comes back at
+# once (it is refused on arrival, with the limit in its headers on every major provider), so the probe
+# stops after about one 429 instead of sending 16 into a key whose bucket holds 4 or 5. 16 requests take
+# 0.12 s to go out; after the first answer the pacing ends (a key that never sends limits is then probed
+# by the in-flight allowance alone).
+PROBE_BURST = 4
+PROBE_SPACING = 0.01
 MAX_IN_FLIGHT = 1024
 BUSY_RECHECK_SECONDS = 1.0
 # A 429 on a key whose limits nobody told us: guess its rate from what it accepted recently, then back off
@@ -112,7 +114,7 @@ class KeyState:
 
     @property
     def first_contact(self) -> bool:
-        """No limit known and no answer yet: requests are paced (PROBE_SPACING) until one answer comes."""
+        """No limit known and no answer yet: requests are paced (PROBE_BURST, PROBE_SPACING) until one answer comes."""
         return not self.done and not self.limits_known
 
     def wait_time(self, tokens: float, now: float) -> float:
@@ -154,7 +156,7 @@ class KeyState:
             self.rpm.consume(1, now)
         if self.tpm is not None:
             tokens = self.tpm.consume(tokens, now)
-        if self.first_contact:
+        if self.first_contact and self.sent_requests >= PROBE_BURST - 1:
             self.probe_next_at = now + PROBE_SPACING
         self.in_flight += 1
         self.sent_requests += 1
