@@ -263,3 +263,19 @@ def test_ten_thousand_prompts_three_keys_interrupt_and_rerun():
 
 async def _amap(llm, prompts):
     return await llm.amap(prompts, progress="none")
+
+
+def test_default_concurrency_follows_the_keys_limits_and_latency():
+    """3 keys of 10/s, answers after ~1 s: ~30 in flight needed (Little's law). With the default
+    (concurrency=None) the batch keeps that many in flight; concurrency=8 still caps it."""
+    keys = {f"sk-test-little-{i:010d}": KeyProfile(alias=f"k{i}", rpm=600) for i in range(3)}
+    peaks = {}
+    for concurrency in (None, 8):
+        with sim_with(keys, ttft=1.0, window_seconds=1.0) as sim:
+            pool = pool_for(sim, keys)
+            llm = nbllm.LLM("gpt-4o-mini", pool=pool, concurrency=concurrency)
+            results = llm.map(arithmetic(90), progress="none")
+            stats = sim.stats()
+        assert_all_answered(results, 90)
+        peaks[concurrency] = stats["total"]["max_in_flight"]
+    assert peaks[None] >= 25 and peaks[8] <= 8, peaks

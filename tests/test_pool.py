@@ -86,7 +86,10 @@ def test_learning_from_headers_and_429s():
     state = KeyState(ApiKey("sk-a-123456789", "a"))
     state.learn(RateLimitSnapshot(limit_requests=600, remaining_requests=0, reset_requests=2.0), 0.0)
     assert state.rpm is not None and state.rpm.rate_per_minute == 600 and state.learned_rpm
-    assert state.wait_time(1, 0.0) == pytest.approx(2.1)  # nothing left until the reset
+    assert state.wait_time(1, 0.0) == pytest.approx(0.1)  # nothing left: the next request when one refills
+    no_limit = KeyState(ApiKey("sk-c-123456789", "c"))
+    no_limit.learn(RateLimitSnapshot(remaining_requests=0, reset_requests=2.0), 0.0)
+    assert no_limit.wait_time(1, 0.0) == pytest.approx(2.0)  # no rate to refill with: wait for the reset
     unknown = KeyState(ApiKey("sk-b-123456789", "b"))
     for t in range(20):
         unknown.take(1, t * 0.1)
@@ -188,7 +191,7 @@ def test_an_answer_corrects_the_capped_take_to_real_usage():
 @pytest.mark.parametrize(
     ("setup", "text"),
     [(lambda s: s.cool_down(3.0, 0.0), "cooling down 3.0s"),
-     (lambda s: s.learn(RateLimitSnapshot(remaining_requests=0, reset_requests=7.5), 0.0), "blocked by reset header 7.5s"),
+     (lambda s: s.learn(RateLimitSnapshot(remaining_tokens=0, reset_tokens=7.5), 0.0), "blocked by reset header 7.5s"),
      (lambda s: s.cool_down(120.0, 0.0, asked=86400.0), "parked 120.0s: the server asked to wait 86400s"),
      (lambda s: [s.take(1, 0.0) for _ in range(30)], "waiting: RPM 2.1s"),
      (lambda s: [s.take(1, 0.0) for _ in range(10)], "ready")],  # 0.1 s: the normal pacing of a busy key

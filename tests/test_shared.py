@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from nbllm import KeyPool
 from nbllm._keys.bucket import LeakyBucket
 from nbllm._keys.snapshot import RateLimitSnapshot
-from nbllm._keys.shared_scripts import ADJUST, COOLDOWN, HEARTBEAT, SEED, TAKE, key_id, key_names, processes_name
+from nbllm._keys.shared_scripts import (ADJUST, COOLDOWN, HEARTBEAT, LEARNED, PROBE_END, SEED, TAKE, key_id,
+                                        key_names, processes_name)
 
 pytestmark = pytest.mark.redis
 
@@ -143,6 +144,53 @@ async def grants_now(pool: KeyPool, n: int, within: float = 0.05) -> int:
     for task in done:
         task.result().succeeded(None)
     return len(done)
+
+
+# ---- probing a key nobody knows the limits of, all processes together --------------------------------
+async def probe_take(client, at: float, spacing_ms: float = 20, cap: int = 3, burst: int = 0):
+    """TAKE for a process that knows no limit of key ``p`` (still waiting for its first answer when
+    ``spacing_ms``): 'probe' when granted as a probe, 'granted' otherwise, else the wait in seconds."""
+    keys = ("p:rpm", "p:tpm", "p:cooldown", "p:disabled", "p:limits", "p:probe")
+    reply = await client.eval(TAKE, 6, *keys, 0, 0, 0, 0, 10, BASE + at * 1e6, int(spacing_ms * 1000), 1.0, cap,
+                              50_000, burst)
+    if reply[0] == 0:
+        return "probe" if len(reply) > 2 and reply[2] == 1 else "granted"
+    return reply[1] / 1e6
+
+
+async def test_processes_probe_an_unknown_key_together(client):
+    # paced: one first request per 20 ms for all processes together, however many ask
+    assert await probe_take(client, 0.0) == "probe"
+    assert await probe_take(client, 0.005) == pytest.approx(0.015)
+    assert await probe_take(client, 0.02) == "probe"
+    assert await probe_take(client, 0.04) == "probe"
+    # the allowance (3 here) is full: look again later, whatever the pacing says
+    assert await probe_take(client, 1.0, spacing_ms=0) == pytest.approx(0.05)
+    # AIMD: an answer gives its slot back and grows the allowance; a 429 halves it
+    assert await client.eval(PROBE_END, 1, "p:probe", 1, 1024) == 4
+    assert await probe_take(client, 1.0, spacing_ms=0) == "probe"
+    assert await probe_take(client, 1.0, spacing_ms=0) == "probe"
+    assert await probe_take(client, 1.0, spacing_ms=0) == pytest.approx(0.05)  # 4 in flight
+    assert await client.eval(PROBE_END, 1, "p:probe", 2, 1024) == 2
+    assert await client.eval(PROBE_END, 1, "p:probe", 0, 1024) == 2
+    assert await probe_take(client, 1.0, spacing_ms=0) == pytest.approx(0.05)  # 2 still in flight, cap 2
+    assert await client.hget("p:probe", "inflight") == "2"
+
+
+async def test_the_first_probes_go_out_at_once_then_paced(client):
+    assert [await probe_take(client, 0.0, cap=16, burst=3) for _ in range(3)] == ["probe"] * 3
+    assert await probe_take(client, 0.0, cap=16, burst=3) == pytest.approx(0.02)
+
+
+async def test_a_limit_one_process_learned_ends_the_probe_for_all(client):
+    assert await probe_take(client, 0.0) == "probe"
+    # the 429 said: 600 rpm, nothing left; the publisher's bucket is full (1 s of 10 rps ahead)
+    await client.eval(LEARNED, 3, "p:limits", "p:rpm", "p:tpm", 600, 0, 1_000_000, 0, BASE)
+    assert await client.hget("p:limits", "rpm") == "600"
+    wait = await probe_take(client, 0.0)  # the server's clock now: the bucket is full for every process
+    assert 0.05 < wait <= 0.1 + 1e-6
+    # later, a process still knowing nothing is paced by the learned limit, not by the probe
+    assert await probe_take(client, 5.0) == "granted"
 
 
 async def test_two_pools_share_one_bucket(client, redis_server):

@@ -1,9 +1,9 @@
 """What users call: ``LLM`` (settings plus single calls, streams and batches), ``Batch`` and ``Fill``.
 
 - ``llm``: ``LLM`` — its single calls go through a ``CallRunner`` (``nbllm._call``).
-- ``batch``: ``Batch`` — many prompts on the same runner, bounded concurrency, nothing finished lost,
-  an optional spend guard (``budget``: ``SpendGuard``, ``OutputGuess``), the latency tail raced on
-  other keys (``hedging``: ``Hedger``).
+- ``batch``: ``Batch`` — many prompts on the same runner, nothing finished lost, an optional spend guard
+  (``budget``: ``SpendGuard``, ``OutputGuess``); ``workers``: as many in flight as the keys allow;
+  ``hedging``: the latency tail raced on other keys (``Hedger``).
 - ``provider_batch``: ``ProviderBatchRun`` — ``amap(mode="batch")``: the same, through provider batch APIs.
 - ``batch_listing``: ``provider_batches()`` and ``cancel_provider_batch()`` over the store's job record.
 - ``results``: ``Results`` — the awaited batch: a list with ``to_dataframe()`` and ``summary()``.

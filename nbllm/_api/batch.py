@@ -1,4 +1,4 @@
-"""Batches: ``amap``/``map`` run many prompts with bounded concurrency and never lose a finished answer.
+"""Batches: ``amap``/``map`` run many prompts, as many in flight as the keys allow, and never lose a finished answer.
 
     results = await llm.amap(prompts)              # input order; a failed item is a Failure, not a raise
     rows = await llm.amap(prompts, schema=Result)   # each answer parsed and validated (re-asked if needed)
@@ -44,6 +44,7 @@ from .estimate import Estimate
 from .hedging import HedgeBudget, Hedger, hedge_share
 from .results import Results
 from .spending import BatchSpending
+from .workers import Workers
 
 __all__ = ["Batch"]
 
@@ -67,7 +68,7 @@ class Batch:
     needs_fingerprints = False
 
     def __init__(self, runner: CallRunner, prompts: Sequence[MessagesInput], *, cache: bool, progress: str,
-                 concurrency: int, streaming: bool = False, overrides: dict[str, Any] | None = None,
+                 concurrency: int | None = None, streaming: bool = False, overrides: dict[str, Any] | None = None,
                  on_results: Callable[[list[Any]], None] | None = None, budget: float | None = None,
                  budget_tokens: int | None = None, desc: str = "nbllm", hedge: bool | float | None = None) -> None:
         self.runner, self.prompts, self.cache = runner, list(prompts), cache
@@ -87,28 +88,51 @@ class Batch:
         self.hedge_share = hedge_share(hedge, guarded=budget is not None or budget_tokens is not None)
         self.hedger: Hedger | None = None  # made per run, on the engine loop (structured items are not hedged)
         self._calls: list[PreparedCall | None] | None = None
+        self._workers: Workers | None = None  # while running: how many items are in flight
 
     def __repr__(self) -> str:
         return f"<nbllm Batch {self.id}: {self.progress.format_line()}>"
 
     # ---- engine side ------------------------------------------------------------------------------
     async def _run(self, emit: Emit = None) -> None:
-        """On the engine: answer cached items, then run the rest with ``concurrency`` workers."""
+        """On the engine: answer cached items, then run the rest with as many workers as the keys call
+        for (``_admission``)."""
         calls = self._prepared(emit)
         pending = self._serve_cached(calls, emit)
         self.spending.start(calls, pending, self.results)
         self.hedger = self._make_hedger(len(pending))
-        todo = iter(pending)
-        workers = [asyncio.create_task(self._worker(todo, calls, emit)) for _ in range(min(self.concurrency, len(pending)))]
+        self._workers = Workers(pending, lambda todo: self._worker(todo, calls, emit),
+                                self._admission(calls, pending))
         try:
-            await asyncio.gather(*workers)
+            await self._workers.run()  # every worker has ended when this returns or raises
         except asyncio.CancelledError:
-            await _settle(workers)  # count only once nothing can finish any more
-            self._report_interrupt()
+            self._report_interrupt()  # counted once nothing can finish any more
             raise
-        finally:
-            await _settle(workers)
         await self._report_storage()
+
+    def _admission(self, calls: list[PreparedCall | None], pending: list[int]) -> Callable[[], int]:
+        """How many items to keep in flight, read after every answer: the pool's admission target for
+        this batch's model (Little's law on the keys' limits and latency), capped by ``concurrency``."""
+        first = calls[pending[0]] if pending else None
+        if first is None:
+            return lambda: 1
+        try:
+            pool, wire_format = self.runner.pool, self.runner.route.target.wire_format
+        except NbllmError:  # no keys, no route: each item fails with the reason, as it would anyway
+            return lambda: self.concurrency or 1
+        spec, progress = first.spec, self.progress
+        # the rate of a TPM-limited key is tpm / tokens per request; leaving out the answer's share
+        # overestimates it, which only queues more requests in the pool
+        tokens = spec.estimated_prompt_tokens() + (spec.max_tokens or 0)
+
+        def target() -> int:
+            goal = pool.in_flight_target(spec.model, tokens, limit=self.concurrency, wire_format=wire_format)
+            progress.in_flight_target = goal
+            if self._workers is not None:
+                progress.in_flight = self._workers.active
+            return goal
+
+        return target
 
     async def _report_storage(self) -> None:
         """Say which answers did not reach the store (a rerun would send them again)."""
@@ -231,6 +255,8 @@ class Batch:
             except Exception as error:  # noqa: BLE001 - a failed item is recorded, the batch goes on
                 result = Failure(error, self.prompts[i])
             self._finish(i, result, emit, ticket)
+            if self._workers is not None and not self._workers.keep_going():
+                return  # more workers than the keys call for now
 
     def _finish(self, i: int, result: Response | Failure, emit: Emit, ticket: Ticket | None = None) -> None:
         self.results[i] = result
@@ -356,8 +382,3 @@ def _identity(prompt: MessagesInput) -> str:
     except (TypeError, ValueError):  # keys that cannot be sorted: prepare() says what is wrong
         return repr(prompt)
 
-
-async def _settle(workers: list[asyncio.Task[None]]) -> None:
-    for worker in workers:
-        worker.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)

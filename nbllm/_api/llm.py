@@ -51,6 +51,8 @@ class LLM(LLMSettings):
     ``schema``: a Pydantic model class or a JSON Schema dict; every answer is then parsed and validated
     into ``Response.parsed``, and re-asked with the errors up to ``max_reasks`` times (default 2). Both
     are also accepted per call: ``invoke(prompt, schema=Result)``, ``amap(prompts, schema=Result)``…
+    ``concurrency``: the most requests a batch keeps in flight; None (default): as many as the keys'
+    limits and latency call for (Little's law, at most 1024; see ``nbllm._keys.admission``).
     Extra keyword arguments are sent to the provider as they are (``top_p=…``, ``seed=…``…).
     """
 
@@ -170,8 +172,9 @@ class LLM(LLMSettings):
             check_concurrency(concurrency)
         _check_mode(mode, fallback, batch_api, budget, budget_tokens, hedge)
         self.runner.check_overrides(overrides)  # wrong for every item: say so once, send nothing
+        limit = concurrency if concurrency is not None else self.concurrency  # None: as the keys allow
         common = dict(cache=True if cache is None else cache, progress=progress or self.progress,
-                      concurrency=concurrency or self.concurrency, overrides=overrides, on_results=self._keep_results)
+                      concurrency=limit, overrides=overrides, on_results=self._keep_results)
         if mode == "batch":
             batch: Batch = ProviderBatchRun(self.runner, prompts, fallback=fallback, options=batch_api, **common)
         else:

@@ -33,6 +33,7 @@ from .._progress import BatchProgress, ProgressDisplay
 from .._store import Store
 from .._types import Failure, MessagesInput, Response
 from .batch import Batch
+from .workers import Workers
 
 __all__ = ["ProviderBatchRun", "keep_answer"]
 
@@ -56,7 +57,7 @@ class ProviderBatchRun(Batch):
     needs_fingerprints = True  # they are the requests' custom_ids, with a store or without
 
     def __init__(self, runner: CallRunner, prompts: Sequence[MessagesInput], *, cache: bool, progress: str,
-                 concurrency: int, overrides: dict[str, Any] | None = None,
+                 concurrency: int | None, overrides: dict[str, Any] | None = None,
                  on_results: Callable[[list[Any]], None] | None = None, fallback: str | None = None,
                  options: BatchAPIOptions | None = None, check_answer: AnswerCheck = keep_answer) -> None:
         if fallback not in (None, "online"):
@@ -133,18 +134,12 @@ class ProviderBatchRun(Batch):
         self.progress.set_provider_counts(counts.as_dict(), waiting)
 
     async def _answer_online(self, indexes: list[int], calls: list[PreparedCall | None], emit: Emit) -> None:
-        """The fallback and the repairs: these items as online calls, ``concurrency`` at a time."""
+        """The fallback and the repairs: these items as online calls, as many at a time as a batch's."""
         if not indexes:
             return
         self.progress.provider_waiting = 0
-        todo = iter(indexes)
-        workers = [asyncio.create_task(self._worker(todo, calls, emit)) for _ in range(min(self.concurrency, len(indexes)))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        self._workers = Workers(indexes, lambda todo: self._worker(todo, calls, emit), self._admission(calls, indexes))
+        await self._workers.run()
 
     def _report_interrupt(self) -> None:
         done, missing = self._kept()

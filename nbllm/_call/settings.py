@@ -22,7 +22,9 @@ from .._types import check_json, check_text
 
 __all__ = ["DEFAULT_CONCURRENCY", "LLMSettings", "check_concurrency", "check_parameters"]
 
-DEFAULT_CONCURRENCY = 32
+# None: a batch keeps as many requests in flight as its keys' limits and latency call for (the key
+# pool's admission target, ``nbllm._keys.admission``); a number caps that.
+DEFAULT_CONCURRENCY: int | None = None
 
 
 class LLMSettings:
@@ -47,7 +49,7 @@ class LLMSettings:
         stop: str | Sequence[str] | None = None,
         streaming: bool = False,
         callbacks: Sequence[Any] | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = DEFAULT_CONCURRENCY,
         timeouts: Timeouts | None = None,
         max_retries: int | None = None,
         store: Store | str | Path | bool | None = None,
@@ -101,9 +103,12 @@ _FIELDS = ("model", "provider", "base_url", "system", "temperature", "max_tokens
 
 
 def check_concurrency(concurrency: Any) -> None:
-    """Concurrency is a whole number of requests at once, at least 1."""
+    """Concurrency is None (adaptive) or a whole number of requests at once, at least 1."""
+    if concurrency is None:
+        return
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(f"concurrency must be a whole number of at least 1, got {_shown(concurrency)}.")
+        raise ConfigurationError("concurrency must be a whole number of at least 1, or None for as many as the keys "
+                                 f"allow, got {_shown(concurrency)}.")
 
 
 def check_parameters(temperature: Any, max_tokens: Any, stop: Any, extra: Mapping[str, Any]) -> None:

@@ -47,6 +47,11 @@ class LeakyBucket:
             self.level = max(0.0, self.level - (now - self.last) * self.rate)
             self.last = now
 
+    def used(self, now: float) -> float:
+        """The level now: how much of the capacity is taken."""
+        self._drain(now)
+        return self.level
+
     def time_until(self, amount: float, now: float) -> float:
         """Seconds until ``amount`` fits (0 if it fits now). Amounts above capacity wait for an empty bucket."""
         self._drain(now)

@@ -31,6 +31,7 @@ from .._exceptions import (
     NoKeyAvailableError,
     RateLimitError,
 )
+from .admission import demand_of, in_flight_target
 from .config import ApiKey, KeySpec, keys_from_env, load_env, to_api_key
 from .snapshot import RateLimitSnapshot
 from .state import KeyState, choose_key
@@ -56,7 +57,7 @@ class _Waiter:
 class Lease:
     """The right to send one request with one key. End it with exactly one of the report methods."""
 
-    __slots__ = ("_ended", "_pool", "granted_at", "model", "state", "taken", "tokens")
+    __slots__ = ("_ended", "_pool", "granted_at", "model", "probed", "sent", "state", "taken", "tokens")
 
     def __init__(self, pool: KeyPool, state: KeyState, tokens: float, granted_at: float, taken: float | None = None,
                  model: str = "") -> None:
@@ -64,6 +65,13 @@ class Lease:
         self.granted_at, self.model = granted_at, model
         # what the key's own TPM bucket took: the estimate, capped (see KeyState.take)
         self.taken = tokens if taken is None else taken
+        # what the key had been sent when this lease was granted: its answer's headers are that old
+        self.sent = state.mark(granted_at)
+        self.probed = False  # one of the requests all processes of a shared pool probe the key with
+
+    def _probe_ended(self, outcome: int) -> None:
+        if self.probed and self._pool._shared is not None:
+            self._pool._shared.probe_ended(self.state, outcome)
 
     @property
     def key(self) -> ApiKey:
@@ -86,7 +94,7 @@ class Lease:
     def learn(self, snapshot: RateLimitSnapshot) -> None:
         """Take what the provider's headers say about the key, without ending the lease."""
         if not snapshot.is_empty:
-            self.state.learn(snapshot, self._pool.clock())
+            self.state.learn(snapshot, self._pool.clock(), self.sent)
 
     def first_token(self) -> None:
         """A stream's first token arrived: the key's time to first token for this model (hedging reads it)."""
@@ -99,8 +107,9 @@ class Lease:
             self.state.finish(self.taken, used_tokens, now)
             self.state.latency_of(self.model).add(now - self.granted_at)
             if snapshot is not None and not snapshot.is_empty:
-                self.state.learn(snapshot, now)
+                self.state.learn(snapshot, now, self.sent)
             if self._pool._shared is not None:
+                self._probe_ended(1)
                 self._pool._shared.succeeded(self.state, self.tokens, used_tokens)
 
     def rate_limited(self, retry_after: float, snapshot: RateLimitSnapshot | None = None, *,
@@ -111,9 +120,10 @@ class Lease:
             now = self._pool.clock()
             self.state.release(self.taken, now)  # refused: nothing used
             if snapshot is not None and not snapshot.is_empty:
-                self.state.learn(snapshot, now)
+                self.state.learn(snapshot, now, self.sent)
             self.state.cool_down(retry_after, now, self.granted_at, asked=asked)
             if self._pool._shared is not None:
+                self._probe_ended(2)
                 self._pool._shared.refunded(self.state, self.tokens)
                 self._pool._shared.rate_limited(self.state, retry_after)
 
@@ -124,6 +134,7 @@ class Lease:
             self.state.failed += 1
             self.state.disabled = reason
             if self._pool._shared is not None:
+                self._probe_ended(0)
                 self._pool._shared.key_failed(self.state, reason)
 
     def released(self, failed: bool = False) -> None:
@@ -133,6 +144,7 @@ class Lease:
             self.state.release(self.taken, self._pool.clock())
             self.state.failed += failed
             if self._pool._shared is not None:
+                self._probe_ended(0)
                 self._pool._shared.refunded(self.state, self.tokens)
 
 
@@ -235,6 +247,17 @@ class KeyPool:
         """Answered requests per key alias (the seed's ``cnt``)."""
         return {s.alias: s.done for s in self._states}
 
+    def in_flight_target(self, model: str, tokens: float = 0.0, *, limit: int | None = None,
+                         wire_format: str | None = None) -> int:
+        """How many requests for ``model`` to keep in flight now (``admission.in_flight_target``): what
+        the live keys' limits and latency call for, capped by ``limit`` (an explicit ``concurrency=``).
+        O(keys): a batch asks after every answer. Each process of a shared pool keeps the whole target:
+        the shared buckets pace them, and a process left alone with its last items gets the whole rate."""
+        demands = [demand_of(s, model, tokens) for s in self._states
+                   if not s.disabled and (s.key.models is None or model in s.key.models)
+                   and (wire_format is None or s.key.provider in (None, wire_format))]
+        return in_flight_target(demands, limit=limit)
+
     async def acquire(self, wire_format: str, model: str, tokens: float, avoid: Iterable[str] = ()) -> Lease:
         """Wait (FIFO) until a key that serves ``model`` can take ``tokens`` more; raise if none ever can.
 
@@ -310,7 +333,9 @@ class KeyPool:
         elif verdict.wait > 0:
             picked.busy_until = self.clock() + verdict.wait  # other processes use it: choose again
         elif not head.future.done():  # (if cancelled meanwhile, the capacity taken just goes unused)
-            self._grant(picked, self.clock())
+            self._grant(picked, self.clock(), probed=verdict.probed)
+        elif verdict.probed:
+            self._shared.probe_ended(picked, 0)
         return None
 
     def _pick_head(self, now: float) -> KeyState | float | None:
@@ -329,10 +354,12 @@ class KeyPool:
             return choice.state
         return choice.wait
 
-    def _grant(self, state: KeyState, now: float) -> None:
+    def _grant(self, state: KeyState, now: float, probed: bool = False) -> None:
         head = self._waiters.popleft()
         taken = state.take(head.tokens, now)
-        head.future.set_result(Lease(self, state, head.tokens, now, taken, model=head.model))
+        lease = Lease(self, state, head.tokens, now, taken, model=head.model)
+        lease.probed = probed
+        head.future.set_result(lease)
 
     def _no_key_error(self, head: _Waiter, candidates: Sequence[KeyState]) -> NbllmError:
         if not candidates:

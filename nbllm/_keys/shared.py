@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import _engine
 from .._exceptions import ConfigurationError
+from .bucket import DEFAULT_BURST_SECONDS
 from .shared_local import ConservativeShare, Verdict, shared_rates
 from .shared_scripts import (
     ADJUST,
@@ -39,7 +40,8 @@ from .shared_scripts import (
     DISABLED,
     DISABLED_TTL_SECONDS,
     HEARTBEAT,
-    LIMITS_TTL_SECONDS,
+    LEARNED,
+    PROBE_END,
     SEED,
     TAKE,
     WAIT,
@@ -47,7 +49,7 @@ from .shared_scripts import (
     processes_name,
 )
 from .snapshot import RateLimitSnapshot
-from .state import KeyState
+from .state import MAX_IN_FLIGHT, PROBE_BURST, PROBE_IN_FLIGHT, PROBE_SPACING, KeyState
 
 __all__ = ["SharedLimits", "redacted_url"]
 
@@ -57,6 +59,9 @@ SOCKET_TIMEOUT_SECONDS = 1.0
 REFRESH_SECONDS = 0.5  # heartbeat, state read-back, and reconnect attempts
 PROCESS_TTL_MS = 5_000  # a process with no heartbeat for this long no longer counts
 IDLE_SECONDS = 60.0  # an idle pool stops its heartbeat (and stops counting as a process)
+# When every process together has a key's whole probing allowance in flight: look again this much later
+# (a probed request ending does not wake other processes).
+PROBE_RECHECK_SECONDS = 0.05
 
 
 def redacted_url(url: str) -> str:
@@ -124,7 +129,8 @@ class SharedLimits:
             socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
             retry=Retry(NoBackoff(), 1),  # one immediate retry replaces a pooled connection the server closed
         )
-        sources = {"take": TAKE, "adjust": ADJUST, "cooldown": COOLDOWN, "heartbeat": HEARTBEAT, "seed": SEED}
+        sources = {"take": TAKE, "adjust": ADJUST, "cooldown": COOLDOWN, "heartbeat": HEARTBEAT, "seed": SEED,
+                   "probe_end": PROBE_END, "learned": LEARNED}
         self._scripts = {name: self._client.register_script(src) for name, src in sources.items()}
         self._loop, self._pid, self._synced, self._maintainer = loop, os.getpid(), False, None
         engine = _engine.running_engine()
@@ -160,9 +166,13 @@ class SharedLimits:
         if self.connected:
             rates, names = shared_rates(state), self._names[state.alias]
             try:
+                # limits unknown here: use what another process learned, else probe with all processes
+                probe = -1 if rates.rpm or rates.tpm else (int(PROBE_SPACING * 1e6) if state.first_contact else 0)
                 reply = await self._scripts["take"](
-                    keys=[names["rpm"], names["tpm"], names["cooldown"], names["disabled"]],
-                    args=[rates.rpm, rates.rpm_burst, rates.tpm, rates.tpm_burst, tokens, 0],
+                    keys=[names["rpm"], names["tpm"], names["cooldown"], names["disabled"], names["limits"],
+                          names["probe"]],
+                    args=[rates.rpm, rates.rpm_burst, rates.tpm, rates.tpm_burst, tokens, 0, probe,
+                          DEFAULT_BURST_SECONDS, PROBE_IN_FLIGHT, int(PROBE_RECHECK_SECONDS * 1e6), PROBE_BURST],
                 )
                 return _verdict(reply)
             except self._errors as error:
@@ -176,6 +186,12 @@ class SharedLimits:
         if used_tokens is not None:
             self._correct(state, used_tokens - estimated)
         self._publish_limits(state)
+
+    def probe_ended(self, state: KeyState, outcome: int) -> None:
+        """A request that probed ``state`` in Redis ended: 1 answered (the shared allowance grows by one),
+        2 rate limited (it halves), 0 neither; either way it no longer counts as in flight."""
+        name = self._names[state.alias]["probe"]
+        self._spawn(lambda: self._scripts["probe_end"](keys=[name], args=[outcome, MAX_IN_FLIGHT]))
 
     def refunded(self, state: KeyState, estimated: float) -> None:
         """A request ended without an answer: give its estimate back to the shared TPM bucket."""
@@ -207,7 +223,8 @@ class SharedLimits:
         await self._scripts["adjust"](keys=[self._names[state.alias]["tpm"]], args=[state.tpm.rate_per_minute, delta, 0])
 
     def _publish_limits(self, state: KeyState) -> None:
-        """Write limits learned from headers once per change, so new processes start with them."""
+        """Write limits learned from headers once per change, so other processes use them at once and new
+        ones start with them; the shared buckets become at least as full as this process counts them."""
         if not (state.learned_rpm or state.learned_tpm):
             return
         limits = (state.rpm.rate_per_minute if state.rpm and state.learned_rpm else 0.0,
@@ -215,13 +232,11 @@ class SharedLimits:
         if self._published.get(state.alias) == limits or not self.connected:
             return
         self._published[state.alias] = limits
-        mapping = {name: value for name, value in zip(("rpm", "tpm"), limits) if value}
-        self._spawn(lambda: self._write_limits(self._names[state.alias]["limits"], mapping))
-
-    async def _write_limits(self, name: str, mapping: dict[str, float]) -> None:
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.hset(name, mapping=mapping).expire(name, LIMITS_TTL_SECONDS)
-            await pipe.execute()
+        now = self.clock()
+        ahead = [int(b.used(now) / b.rate * 1e6) if b is not None and b.rate > 0 else 0 for b in (state.rpm, state.tpm)]
+        names = self._names[state.alias]
+        self._spawn(lambda: self._scripts["learned"](keys=[names["limits"], names["rpm"], names["tpm"]],
+                                                     args=[*limits, *ahead, 0]))
 
     def _spawn(self, write: Callable[[], Any]) -> None:
         """Run a write in the background; a failure means Redis is gone (the write is then moot)."""
@@ -336,4 +351,4 @@ def _verdict(reply: list[Any]) -> Verdict:
         return Verdict(math.inf, str(reply[2]))
     if status == WAIT:
         return Verdict(int(reply[1]) / 1e6)
-    return Verdict()
+    return Verdict(probed=len(reply) > 2 and int(reply[2]) == 1)

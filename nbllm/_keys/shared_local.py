@@ -24,6 +24,7 @@ class Verdict:
 
     wait: float = 0.0
     disabled: str | None = None
+    probed: bool = False  # granted as one of the requests probing a key of unknown limits (in Redis)
 
     @property
     def granted(self) -> bool:

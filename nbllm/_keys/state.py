@@ -16,12 +16,21 @@ from .config import ApiKey
 from .latency import LatencyWindow
 from .snapshot import RateLimitSnapshot
 
-__all__ = ["KeyState", "choose_key"]
+__all__ = ["KeyState", "Sent", "choose_key"]
 
 # While a key's limits are unknown, how many requests it may have in flight (a burst any paid tier takes).
 # It grows by one per success and halves on a 429: additive increase, multiplicative decrease, as TCP
 # does for a link of unknown capacity.
 PROBE_IN_FLIGHT = 16
+# Until a key of unknown limits has answered once, its first PROBE_BURST requests go out at once and the
+# next ones at most one per PROBE_SPACING, instead of the whole allowance at once: a 429 comes back at
+# once (it is refused on arrival, with the limit in its headers on every major provider), so the probe
+# stops after a few 429s instead of sending 16 into a key whose bucket holds 4 or 5 (10 ms was too
+# short on a loaded machine: 4 429s per key in scenario E; a burst of 8 drew 17 429s in scenario C).
+# 16 requests take 0.24 s to go out, 10 (a notebook's gather) 0.12 s; after the first answer the pacing
+# ends (a key that never sends limits is then probed by the in-flight allowance alone).
+PROBE_BURST = 4
+PROBE_SPACING = 0.02
 MAX_IN_FLIGHT = 1024
 BUSY_RECHECK_SECONDS = 1.0
 # A 429 on a key whose limits nobody told us: guess its rate from what it accepted recently, then back off
@@ -33,10 +42,23 @@ RATE_INCREASE = 1.02
 # A guess never starts below this: with too few samples the estimate says nothing, and retry-after
 # cooldowns still protect a key that really is slower.
 MIN_GUESS_RPM = 60.0
+# 'remaining: 0' with a reset within this is a per-minute bucket refilling (our bucket models it); a
+# longer reset is another limit (a daily quota, a window that restarts at once) and blocks the key.
+REFILL_SECONDS = 60.0
 # A key waiting less than this is only being paced (a busy key at its limit): status still says "ready".
 WAIT_SHOWN_SECONDS = 1.0
 # A key is parked at least this long, so that max_retry_after=0 does not send it back at once.
 MIN_PARK_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a key had been sent when a request was granted (``KeyState.mark``): a response's rate-limit
+    headers describe the server's bucket at that moment, and what was sent since is not in them."""
+
+    at: float
+    requests: int
+    tokens: float
 
 
 @dataclass(eq=False)
@@ -56,6 +78,8 @@ class KeyState:
     parked_reason: str = ""
     # a 'remaining: 0' header: nothing left until the reset (capped by the client), limit known or not
     reset_until: float = 0.0
+    # while probing a key that never answered: the earliest time of its next request (PROBE_SPACING)
+    probe_next_at: float = 0.0
     # capacity used elsewhere (other processes sharing the key through Redis, see ``_shared.py``)
     busy_until: float = 0.0
     disabled: str | None = None
@@ -65,6 +89,9 @@ class KeyState:
     failed: int = 0
     rate_limited: int = 0
     tokens: int = 0
+    # everything ever taken from this key (requests, estimated tokens): ages rate-limit snapshots
+    sent_requests: int = 0
+    sent_tokens: float = 0.0
     # start times of recent requests, kept only while no limit is known (to guess one after a 429)
     recent: collections.deque[float] = field(default_factory=collections.deque)
     # how long answers took, per model (admission reads the mean, hedging the tail; see latency.py)
@@ -88,11 +115,18 @@ class KeyState:
     def limits_known(self) -> bool:
         return self.rpm is not None or self.tpm is not None
 
+    @property
+    def first_contact(self) -> bool:
+        """No limit known and no answer yet: requests are paced (PROBE_BURST, PROBE_SPACING) until one answer comes."""
+        return not self.done and not self.limits_known
+
     def wait_time(self, tokens: float, now: float) -> float:
         """Seconds until this key could take a request of ``tokens`` (inf if disabled)."""
         if self.disabled:
             return math.inf
         wait = max(0.0, self.cooldown_until - now, self.busy_until - now, self.reset_until - now)
+        if self.first_contact:
+            wait = max(wait, self.probe_next_at - now)
         if self.rpm is not None:
             wait = max(wait, self.rpm.time_until(1, now))
         if self.tpm is not None:
@@ -132,8 +166,16 @@ class KeyState:
             self.rpm.consume(1, now)
         if self.tpm is not None:
             tokens = self.tpm.consume(tokens, now)
+        if self.first_contact and self.sent_requests >= PROBE_BURST - 1:
+            self.probe_next_at = now + PROBE_SPACING
         self.in_flight += 1
+        self.sent_requests += 1
+        self.sent_tokens += tokens
         return tokens
+
+    def mark(self, now: float) -> Sent:
+        """What this key has been sent up to ``now`` (a lease keeps it to age the headers of its answer)."""
+        return Sent(now, self.sent_requests, self.sent_tokens)
 
     def finish(self, estimated_tokens: float, used_tokens: int | None, now: float) -> None:
         """A request ended with an answer: count it and correct the TPM estimate."""
@@ -190,8 +232,14 @@ class KeyState:
         self.guessed_rpm, self.in_flight_cap = True, MAX_IN_FLIGHT
         self.recent.clear()
 
-    def learn(self, snapshot: RateLimitSnapshot, now: float) -> None:
-        """Take limits the user did not give from the provider's headers, and respect 'remaining'."""
+    def learn(self, snapshot: RateLimitSnapshot, now: float, since: Sent | None = None) -> None:
+        """Take limits the user did not give from the provider's headers, and respect 'remaining'.
+
+        ``since``: the key's ``mark`` when the request these headers answer was granted. 'remaining'
+        counted the server's bucket then, a whole latency ago: the bucket has refilled since, and what we
+        sent since is not in it. Taken as current it had held a 16 rps key to 10.4 rps (see ``_aged``).
+        """
+        since = since or self.mark(now)
         if snapshot.limit_requests and not self.key.rpm:
             self.rpm, self.learned_rpm = _learned(self.rpm, snapshot.limit_requests, now), True
             self.guessed_rpm = False
@@ -199,12 +247,17 @@ class KeyState:
             self.tpm, self.learned_tpm = _learned(self.tpm, snapshot.limit_tokens, now), True
         if self.limits_known:
             self.in_flight_cap = MAX_IN_FLIGHT
-        for remaining, reset in ((snapshot.remaining_requests, snapshot.reset_requests),
-                                 (snapshot.remaining_tokens, snapshot.reset_tokens)):
-            if remaining is not None and remaining <= 0 and reset:  # also when no limit is known
-                self.reset_until = max(self.reset_until, now + reset)
-        _respect_remaining(self.rpm, snapshot.remaining_requests, snapshot.reset_requests, now)
-        _respect_remaining(self.tpm, snapshot.remaining_tokens, snapshot.reset_tokens, now)
+        for bucket, remaining, reset in ((self.rpm, snapshot.remaining_requests, snapshot.reset_requests),
+                                         (self.tpm, snapshot.remaining_tokens, snapshot.reset_tokens)):
+            if remaining is not None and remaining <= 0 and reset and (bucket is None or reset > REFILL_SECONDS):
+                # no rate known to refill a bucket, or a reset no per-minute refill explains: wait it out
+                self.reset_until = max(self.reset_until, since.at + reset)
+        if self.rpm is not None and snapshot.remaining_requests is not None:
+            self.rpm.set_available(_aged(self.rpm, snapshot.remaining_requests, self.sent_requests - since.requests,
+                                         now - since.at), now)
+        if self.tpm is not None and snapshot.remaining_tokens is not None:
+            self.tpm.set_available(_aged(self.tpm, snapshot.remaining_tokens, self.sent_tokens - since.tokens,
+                                         now - since.at), now)
 
     def state_text(self, now: float) -> str:
         """What the key is doing, and if it waits, why and how long (``pool.status()``)."""
@@ -249,13 +302,12 @@ def _learned(bucket: LeakyBucket | None, limit: float, now: float) -> LeakyBucke
     return bucket
 
 
-def _respect_remaining(bucket: LeakyBucket | None, remaining: int | None, reset: float | None, now: float) -> None:
-    if bucket is None or remaining is None:
-        return
-    if remaining <= 0 and reset:
-        bucket.block_for(reset, now)
-    else:
-        bucket.set_available(remaining, now)
+def _aged(bucket: LeakyBucket, remaining: float, sent_since: float, elapsed: float) -> float:
+    """What a server that had ``remaining`` left ``elapsed`` seconds ago has left now, at most: it refilled
+    at the bucket's rate, and lost what we sent since. As the most it can have left, it only lowers our
+    bucket when the server saw more use than we counted (another client on the key), never for our own
+    requests that are still in flight. ``remaining: 0`` is the same rule: the refill decides the wait."""
+    return max(0.0, remaining) + bucket.rate * max(0.0, elapsed) - sent_since
 
 
 @dataclass

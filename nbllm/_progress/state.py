@@ -43,6 +43,7 @@ class BatchProgress:
         "completion_tokens", "by_key", "not_stored", "_clock", "_start", "_window", "_window_tokens",
         "provider_counts", "provider_waiting", "spent", "budget", "budget_tokens", "batch_prices", "_rates",
         "hedges",
+        "in_flight", "in_flight_target",
     )
 
     def __init__(self, total: int, model: str = "", clock: Callable[[], float] = time.monotonic,
@@ -70,6 +71,8 @@ class BatchProgress:
         self.not_stored = 0
         # extra requests sent to race slow ones on another key (hedging); shown as ⇉n once there is one
         self.hedges = 0
+        # requests in flight and the pool's admission target for them (set by the batch; 0: not shown)
+        self.in_flight = self.in_flight_target = 0
         self._clock = clock
         self._start = clock()
         # FIFO of (finish time, tokens) of the items finished in the last WINDOW seconds
@@ -214,7 +217,11 @@ class BatchProgress:
         """Request and token rates, or a provider batch's own counts instead."""
         if self.provider_counts is not None:
             return [f"batch: {self._provider_text()}"]
-        return [f"{self.requests_per_minute:.0f} req/min", f"{format_tokens(self.tokens_per_minute)} tok/min"]
+        pace = [f"{self.requests_per_minute:.0f} req/min", f"{format_tokens(self.tokens_per_minute)} tok/min"]
+        return pace + [self._in_flight_text()] if self.in_flight_target and self.done < self.total else pace
+
+    def _in_flight_text(self) -> str:
+        return f"in flight {self.in_flight}/{self.in_flight_target}"
 
     def format_line(self) -> str:
         """``"1 234/10 000 ✓1 230 ✗4 ⟲0 · 812 req/min · 95.3k tok/min · $0.041 · ETA 10:51"``."""
@@ -239,6 +246,8 @@ class BatchProgress:
         else:
             out["req/min"] = f"{self.requests_per_minute:.0f}"
             out["tok/min"] = format_tokens(self.tokens_per_minute)
+            if self.in_flight_target and self.done < self.total:
+                out["in flight"] = f"{self.in_flight}/{self.in_flight_target}"
         cost, spent_tokens, eta = self._cost_text(), self._tokens_text(), self.eta
         if cost is not None:
             out["cost"] = cost
