@@ -97,8 +97,8 @@ serial_10 = elapsed
 # `temperature=0.9` varies them, as in the seed's output.
 #
 # nbllm does not need the `asyncio.gather` wrapper: `agenerate` takes the whole list and runs it
-# concurrently (up to `concurrency=32` at a time by default), returning one `LLMResult` with one generation
-# per prompt, in order, and the summed token usage.
+# concurrently (by default as many in flight as your keys' limits and latency call for), returning one
+# `LLMResult` with one generation per prompt, in order, and the summed token usage.
 
 # %%
 s = time.perf_counter()
@@ -184,7 +184,7 @@ await llm.agenerate(prompts_100, concurrency=100)
 all_at_once_100 = time.perf_counter() - s
 
 print(f"serial:                     {serial_100:6.2f} s")
-print(f"agenerate (concurrency=32):  {concurrent_100:6.2f} s  ({serial_100 / concurrent_100:4.1f}× faster)")
+print(f"agenerate (adaptive):        {concurrent_100:6.2f} s  ({serial_100 / concurrent_100:4.1f}× faster)")
 print(f"agenerate (concurrency=100): {all_at_once_100:6.2f} s  ({serial_100 / all_at_once_100:4.1f}× faster)")
 print(f"token usage of the 100: {result_100.llm_output['token_usage']}")
 
@@ -201,8 +201,9 @@ print(f"token usage of the 100: {result_100.llm_output['token_usage']}")
 #
 # * **the number of calls `n`** — ten calls can be at most 10× faster; the seed got 4.2× against a real
 #   provider, whose latencies vary more from call to call (the slowest call sets the concurrent time).
-# * **the concurrency `c`** — how many requests you allow in flight (`concurrency=`, default 32). Below:
-#   the same 100 calls with `c` from 5 to 100.
+# * **the concurrency `c`** — how many requests are in flight. By default nbllm keeps as many as the keys'
+#   limits and the observed latency call for (Little's law: rate × latency, shown as `in flight n/target`
+#   in the progress line); `concurrency=` caps it. Below: the same 100 calls with `c` from 5 to 100.
 # * **latency and pace (`L`)** — a longer answer or a slower model makes each call longer; that makes
 #   *both* runs slower, but the waits still overlap, so the ratio stays. It is the absolute time saved that
 #   grows with `L`.
