@@ -175,7 +175,10 @@ def latency_section(scenarios: list[LatencyScenario], rows: list[dict[str, Any]]
         "D: the ideal wall ignores the 500s (the simulator rolls them by arrival order, not per prompt), so "
         "it is a little optimistic there. Hedging (on by default): once nothing is left to start, a request "
         "that has run past its key's p95 is raced on another key, at most 5 % of the batch; `hedge=False` is "
-        "the same client without it; the note says how many answers had a hedge beside them.",
+        "the same client without it; the note says how many answers had a hedge beside them. Hedges go out "
+        "after the last item started, so with hedging the send phase (and the achieved rps, over that span) "
+        "includes them and looks slower than the scheduling was: compare the `hedge=False` rows for that "
+        "(A and D run both).",
     ]
     data = {"rows": rows, "scenarios": [s.code for s in scenarios]}
     return Section("latency", "7. LLM-like latency: nbllm ÷ oracle", intro, [oracle_headline] + headlines, tables,

@@ -36,7 +36,8 @@ SCENARIOS = [
     LatencyScenario("A", "3 keys 10/5/5 rps, median 3 s, limits learned", (LatencyKey("a", 10), LatencyKey("b", 5),
                     LatencyKey("c", 5)), items=400, quick_items=200, median=3.0, told=False,
                     variants=(Variant("nbllm (defaults)"),
-                              Variant("nbllm, concurrency=256", llm={"concurrency": 256}, target=None))),
+                              # hedging is on by default: the same client without it shows the scheduling alone
+                              Variant("nbllm, hedge=False", amap={"hedge": False}))),
     LatencyScenario("B", "16/8/4 rps + revoked + out of quota, median 0.8 s, limits told", _B_KEYS, items=500,
                     quick_items=250, median=0.8, seed=12),
     LatencyScenario("C", "same keys as B, limits learned from headers", _B_KEYS, items=500, quick_items=250,
