@@ -133,6 +133,36 @@ def test_bad_key_settings_say_what_to_do():
 
 # ---- the FIFO queue, driven by a controlled clock ---------------------------------------------------------
 
+def _one_step(request):
+    """Run an ``acquire`` coroutine one step: its Lease if it was granted without suspending, else None."""
+    try:
+        request.send(None)
+    except StopIteration as done:
+        return done.value
+    return None
+
+
+@pytest.mark.parametrize("queued", [False, True])
+async def test_a_free_key_is_granted_at_once_only_when_nobody_waits(queued: bool):
+    """The fast path (no queue, no dispatcher wake-up) is taken only when FIFO cannot be broken by it."""
+    now = [0.0]
+    pool = KeyPool([{"key": "sk-a-123456789", "tpm": 600}], clock=lambda: now[0])  # 10 tokens/s, capacity 10
+    if queued:
+        assert _one_step(pool.acquire("openai", "m", 10)) is not None  # fills the bucket
+        waiting = asyncio.ensure_future(pool.acquire("openai", "m", 5))
+        await asyncio.sleep(0)
+        assert pool.waiting == 1
+        now[0] = 10.0  # the bucket drained: the key is free, but a request was queued first
+    request = pool.acquire("openai", "m", 1)
+    lease = _one_step(request)
+    if queued:
+        assert lease is None and pool.waiting == 2
+        request.close()
+        waiting.cancel()
+    else:
+        assert lease is not None and lease.alias == "key-1" and pool.waiting == 0
+
+
 async def test_waiters_are_served_in_arrival_order_even_when_a_small_request_could_jump():
     now = [0.0]
     pool = KeyPool([{"key": "sk-a-123456789", "tpm": 600}], clock=lambda: now[0])  # 10 tokens/s, capacity 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -180,3 +181,9 @@ def test_httpx_headers_and_now_offset() -> None:
     headers = httpx2.Headers({"X-RateLimit-Remaining-Requests": "3", "X-RateLimit-Reset-Requests": "1m"})
     snapshot = parse_rate_limit_headers(headers, NOW + timedelta(hours=1))  # OpenAI resets ignore now
     assert snapshot == RateLimitSnapshot(remaining_requests=3, reset_requests=60.0)
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(RateLimitSnapshot)])
+def test_is_empty_sees_every_field(name: str) -> None:
+    """``is_empty`` names the fields one by one: a field added later must be named there too."""
+    assert not RateLimitSnapshot(**{name: 1}).is_empty

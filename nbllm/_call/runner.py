@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import _engine
 from .._callbacks import dispatch, wants_tokens
-from .._client import AttemptWatch, CallSpec, run_call
+from .._client import AttemptWatch, CallSpec, call_response, run_call
 from .._keys import KeyPool
 from .._store import Store, request_fingerprint
 from .._structured import as_schema
@@ -188,7 +188,7 @@ class CallRunner:
             if hit is not None:
                 return hit
         try:
-            response = await _last(run_call(call.spec, self.route.target, False, watch))
+            response = await call_response(call.spec, self.route.target, watch)
         except Exception as error:
             if store is not None and (watch is None or watch.may_fail()):
                 store.record(call.fingerprint, call.stored_request(), error=error, batch=batch, index=index)  # type: ignore[arg-type]

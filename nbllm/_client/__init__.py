@@ -1,6 +1,6 @@
 """One HTTP call to a provider: build the request, send it, decode the answer, retry what may be retried.
 
-- ``attempts``: ``run_call`` — key lease → request → status check → SSE or JSON → ``Response``, with retries.
+- ``attempts``: ``run_call`` (``call_response``: its Response, without generators) — key lease → request → status check → SSE or JSON → ``Response``, with retries.
 - ``http``: the transport interface (aiohttp by default, httpx2 with ``NBLLM_TRANSPORT=httpx2``).
 - ``sse``: a spec-correct server-sent-events decoder working on bytes.
 - ``retry``: which failures are retried and how long to wait (pure).
@@ -12,7 +12,7 @@
 The provider batch APIs (``nbllm._batchapi``) use the same transport, providers and retry rules.
 """
 
-from .attempts import Target, run_call
+from .attempts import Target, call_response, run_call
 from .http import Timeouts, TransportBroken, TransportTimeout, UploadFile, get_transport
 from .providers import (
     CallSpec,
@@ -38,6 +38,7 @@ __all__ = [
     "TransportTimeout",
     "UploadFile",
     "backoff_delay",
+    "call_response",
     "error_for_status",
     "get_transport",
     "is_retryable_status",

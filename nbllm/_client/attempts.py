@@ -52,7 +52,7 @@ from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_
 from .sse import SSEError, aiter_sse
 from .watch import AttemptWatch
 
-__all__ = ["Target", "run_call"]
+__all__ = ["Target", "call_response", "run_call"]
 
 # A pooled 429 costs only a cooldown of one key (the retry goes to whichever key is free soonest), so
 # rate-limit retries get a far larger budget than errors: a batch must not lose an item to a busy key.
@@ -100,44 +100,82 @@ async def run_call(spec: CallSpec, target: Target, deliver_text: bool = True,
     """Yield text deltas, then the Response (see module docstring).
 
     With ``deliver_text=False`` only the Response is yielded: nobody sees partial text, so even a stream
-    that broke after some tokens may be retried. ``watch`` (a hedged item's attempt, see ``watch.py``)
-    is told which key each request got and when, and keeps this attempt off the keys it must avoid; an
-    answer that comes after the other attempt's is not yielded: the attempt ends as cancelled.
+    that broke after some tokens may be retried (``call_response`` is that call without the generator).
+    ``watch`` (a hedged item's attempt, see ``watch.py``) is told which key each request got and when, and
+    keeps this attempt off the keys it must avoid; an answer that comes after the other attempt's is not
+    yielded: the attempt ends as cancelled.
     """
-    errors, rate_limits = 0, 0
-    estimate = spec.estimated_prompt_tokens() + (spec.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
-    avoid = watch.avoid if watch is not None else frozenset()
+    retries = _Retries(spec, target, watch)
     while True:
-        lease = await target.pool.acquire(target.wire_format, spec.model, estimate, avoid=avoid)
-        if watch is not None:
-            watch.leased(lease.alias, lease.granted_at)
-        attempt = _Attempt(deliver_text, lease, watch)
+        lease, attempt = await retries.lease(deliver_text)
         try:
             async for item in _attempt_once(spec, target, lease, attempt):
                 yield item
             return
-        except (AuthenticationError, QuotaExhaustedError) as error:
+        except NbllmError as error:
+            await retries.failed(error, lease, attempt)
+        finally:
+            retries.ended(lease)
+
+
+async def call_response(spec: CallSpec, target: Target, watch: AttemptWatch | None = None) -> Response:
+    """``run_call(spec, target, deliver_text=False, watch)``'s Response, as a coroutine: the same retries
+    (``_Retries``) without two async generators per attempt (every answer of a batch comes through here,
+    and each generator layer costs CPU; docs/ARCHITECTURE.md, "Client CPU")."""
+    retries = _Retries(spec, target, watch)
+    while True:
+        lease, attempt = await retries.lease(False)
+        try:
+            return await _attempt_response(spec, target, lease, attempt)
+        except NbllmError as error:
+            await retries.failed(error, lease, attempt)
+        finally:
+            retries.ended(lease)
+
+
+class _Retries:
+    """One call's retry rules and counts, shared by ``run_call`` and ``call_response``."""
+
+    __slots__ = ("avoid", "errors", "estimate", "rate_limits", "spec", "target", "watch")
+
+    def __init__(self, spec: CallSpec, target: Target, watch: AttemptWatch | None) -> None:
+        self.spec, self.target, self.watch = spec, target, watch
+        self.errors, self.rate_limits = 0, 0
+        self.estimate = spec.estimated_prompt_tokens() + (spec.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
+        self.avoid = watch.avoid if watch is not None else frozenset()
+
+    async def lease(self, deliver_text: bool) -> tuple[Lease, _Attempt]:
+        lease = await self.target.pool.acquire(self.target.wire_format, self.spec.model, self.estimate,
+                                               avoid=self.avoid)
+        if self.watch is not None:
+            self.watch.leased(lease.alias, lease.granted_at)
+        return lease, _Attempt(deliver_text, lease, self.watch)
+
+    async def failed(self, error: NbllmError, lease: Lease, attempt: _Attempt) -> None:
+        """An attempt failed with ``error``: return (after any backoff) to try again, or raise."""
+        if isinstance(error, (AuthenticationError, QuotaExhaustedError)):
             # the key is unusable, not the request: disable it; the next acquire picks another key
             lease.key_failed(_disable_reason(error))
             error.key_alias = lease.alias
             if attempt.delivered:
-                raise
-        except NbllmError as error:
-            delay = _retry_delay(error, lease, target, attempt, errors, rate_limits)
-            if delay is None and attempt.delivered and not isinstance(error, StreamInterruptedError):
-                # text was already shown: keep it, and say why the rest is missing
-                raise _interrupted(f"the provider sent an error mid-answer ({error})", attempt) from error
-            if delay is None:
-                raise
-            if isinstance(error, RateLimitError):
-                rate_limits += 1
-            else:
-                errors += 1
-                await asyncio.sleep(delay)
-        finally:
-            lease.released()  # no-op if the attempt already reported how it ended
-            if watch is not None:
-                watch.request_ended()
+                raise error
+            return
+        delay = _retry_delay(error, lease, self.target, attempt, self.errors, self.rate_limits)
+        if delay is None and attempt.delivered and not isinstance(error, StreamInterruptedError):
+            # text was already shown: keep it, and say why the rest is missing
+            raise _interrupted(f"the provider sent an error mid-answer ({error})", attempt) from error
+        if delay is None:
+            raise error
+        if isinstance(error, RateLimitError):
+            self.rate_limits += 1
+        else:
+            self.errors += 1
+            await asyncio.sleep(delay)
+
+    def ended(self, lease: Lease) -> None:
+        lease.released()  # no-op if the attempt already reported how it ended
+        if self.watch is not None:
+            self.watch.request_ended()
 
 
 def _retry_delay(
@@ -175,31 +213,66 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
     try:
         async with asyncio.timeout(target.timeouts.total):
             async with get_transport().post(request.url, request.headers, request.body, target.timeouts) as http_response:
-                # a reset is a wait the server asks for, capped like retry-after (99999h must not block a key)
-                snapshot = _capped(parse_rate_limit_headers(http_response.headers), target.retry.max_retry_after)
-                if http_response.status != 200:
-                    raise await _status_error(provider, request, http_response, lease, snapshot)
+                snapshot = await _checked(provider, request, http_response, lease, target)
                 if spec.stream and media_type(http_response.headers) == "text/event-stream":
                     async for text in _read_stream(provider, http_response, attempt):
                         yield text
                 else:  # a non-stream call, or a compatible server that ignored stream=true
                     await _read_json(provider, http_response, attempt)
-    except TimeoutError:
-        raise RequestTimeoutError(
-            f"No complete answer within {target.timeouts.total:g}s (overall deadline); raise timeouts.total.",
-            kind="overall",
-        ) from None
-    except TransportTimeout as error:
-        raise _timeout_error(error, target.timeouts) from None
-    except TransportBroken as error:
-        raise _transport_error(error, attempt) from None
+    except (TimeoutError, TransportTimeout, TransportBroken) as error:
+        raise _failure(error, target, attempt) from None
+    yield _answered(spec, lease, provider, attempt, snapshot)
+
+
+async def _attempt_response(spec: CallSpec, target: Target, lease: Lease, attempt: _Attempt) -> Response:
+    """``_attempt_once`` for an attempt that delivers no text, as a coroutine (``call_response``)."""
+    provider = target.provider_for(lease)
+    request = provider.build_request(spec, lease.key.value)
+    try:
+        async with asyncio.timeout(target.timeouts.total):
+            async with get_transport().post(request.url, request.headers, request.body, target.timeouts) as http_response:
+                snapshot = await _checked(provider, request, http_response, lease, target)
+                if spec.stream and media_type(http_response.headers) == "text/event-stream":
+                    async for _ in _read_stream(provider, http_response, attempt):
+                        pass  # deliver_text is False: the stream yields nothing, it only fills attempt.state
+                else:
+                    await _read_json(provider, http_response, attempt)
+    except (TimeoutError, TransportTimeout, TransportBroken) as error:
+        raise _failure(error, target, attempt) from None
+    return _answered(spec, lease, provider, attempt, snapshot)
+
+
+async def _checked(provider: Provider, request: HttpRequest, http_response: HttpResponse, lease: Lease,
+                   target: Target) -> RateLimitSnapshot:
+    """The answer's rate-limit snapshot; raise the provider's error for a status other than 200."""
+    # a reset is a wait the server asks for, capped like retry-after (99999h must not block a key)
+    snapshot = _capped(parse_rate_limit_headers(http_response.headers), target.retry.max_retry_after)
+    if http_response.status != 200:
+        raise await _status_error(provider, request, http_response, lease, snapshot)
+    return snapshot
+
+
+def _failure(error: Exception, target: Target, attempt: _Attempt) -> NbllmError:
+    """The error an attempt's timeout or broken transport raises."""
+    if isinstance(error, TransportTimeout):
+        return _timeout_error(error, target.timeouts)
+    if isinstance(error, TransportBroken):
+        return _transport_error(error, attempt)
+    return RequestTimeoutError(
+        f"No complete answer within {target.timeouts.total:g}s (overall deadline); raise timeouts.total.",
+        kind="overall",
+    )
+
+
+def _answered(spec: CallSpec, lease: Lease, provider: Provider, attempt: _Attempt,
+              snapshot: RateLimitSnapshot) -> Response:
     lease.succeeded(attempt.state.usage.total_tokens or None, snapshot)
     watch = attempt.watch
     if watch is not None and not watch.won():
         # the other attempt of this hedged item answered first: its answer stands, this one is dropped
         # (the key's counters above still count what this request used)
         raise asyncio.CancelledError
-    yield _response(attempt, spec, lease, provider, watch.race.extra if watch is not None else 0)
+    return _response(attempt, spec, lease, provider, watch.race.extra if watch is not None else 0)
 
 
 def _capped(snapshot: RateLimitSnapshot, max_seconds: float) -> RateLimitSnapshot:

@@ -265,8 +265,13 @@ class KeyPool:
         """
         if not self._states:
             raise ConfigurationError("The key pool is empty: set OPENAI_API_KEY / API_KEY, or pass keys.")
+        avoid = frozenset(avoid)
+        if not self._waiters and self._shared is None:
+            lease = self._grant_now(wire_format, model, tokens, avoid)
+            if lease is not None:
+                return lease
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(wire_format, model, tokens, future, frozenset(avoid))
+        waiter = _Waiter(wire_format, model, tokens, future, avoid)
         self._waiters.append(waiter)
         self._ensure_dispatcher()
         try:
@@ -277,6 +282,16 @@ class KeyPool:
             else:
                 self._forget(waiter)
             raise
+
+    def _grant_now(self, wire_format: str, model: str, tokens: float, avoid: frozenset[str]) -> Lease | None:
+        """With nobody waiting (FIFO holds), the lease of a key free now, granted without queueing and
+        waking the dispatcher (most grants of a batch); None: queue as usual (which also raises when no
+        key can ever serve). The choice is the dispatcher's: same ``choose_key``, same room check."""
+        now = self.clock()
+        choice = choose_key(self._states, wire_format, model, tokens, now, avoid)
+        if choice.state is None or choice.wait > 0 or not choice.state.has_room():
+            return None
+        return self._lease(choice.state, tokens, model, now)
 
     def _forget(self, waiter: _Waiter) -> None:
         try:
@@ -356,10 +371,12 @@ class KeyPool:
 
     def _grant(self, state: KeyState, now: float, probed: bool = False) -> None:
         head = self._waiters.popleft()
-        taken = state.take(head.tokens, now)
-        lease = Lease(self, state, head.tokens, now, taken, model=head.model)
+        head.future.set_result(self._lease(state, head.tokens, head.model, now, probed))
+
+    def _lease(self, state: KeyState, tokens: float, model: str, now: float, probed: bool = False) -> Lease:
+        lease = Lease(self, state, tokens, now, state.take(tokens, now), model=model)
         lease.probed = probed
-        head.future.set_result(lease)
+        return lease
 
     def _no_key_error(self, head: _Waiter, candidates: Sequence[KeyState]) -> NbllmError:
         if not candidates:

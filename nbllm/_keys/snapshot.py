@@ -7,7 +7,7 @@ guesses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 __all__ = ["RateLimitSnapshot"]
 
@@ -26,7 +26,9 @@ class RateLimitSnapshot:
     @property
     def is_empty(self) -> bool:
         """True when the response carried no usable rate-limit header at all."""
-        return all(getattr(self, f.name) is None for f in fields(self))
+        # spelled out, not a walk over fields(): the key pool asks this for every answer
+        return (self.limit_requests is None and self.remaining_requests is None and self.reset_requests is None
+                and self.limit_tokens is None and self.remaining_tokens is None and self.reset_tokens is None)
 
     def capped(self, max_seconds: float) -> RateLimitSnapshot:
         """The same snapshot with resets no longer than ``max_seconds``.
