@@ -23,11 +23,11 @@ import os
 import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["Engine", "aiter_on_engine", "get_engine", "iter_on_engine", "run", "run_sync", "running_engine"]
+__all__ = ["Engine", "Job", "aiter_on_engine", "get_engine", "iter_on_engine", "run", "run_sync", "running_engine"]
 
 T = TypeVar("T")
 
@@ -35,6 +35,10 @@ T = TypeVar("T")
 # bounded wait keeps interrupts prompt on every platform.
 _POLL_SECONDS = 0.1
 _SHUTDOWN_SECONDS = 2.0
+# How long an interrupted caller waits for the engine work to stop (requests in flight cancelled, what
+# finished recorded): a rerun right after the interrupt then sees every answer that came back. Bounded,
+# so a wedged coroutine cannot hold the caller.
+_STOP_SECONDS = 5.0
 
 
 class Engine:
@@ -70,6 +74,10 @@ class Engine:
         """Schedule ``coro`` on the engine loop and return a thread-safe future."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    def start(self, coro: Coroutine[Any, Any, T]) -> Job[T]:
+        """Run ``coro`` as a task on the engine loop; the ``Job`` can cancel it and tell when it has stopped."""
+        return Job(coro, self.loop)
+
     def on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Register an async callable run on the engine loop when the process exits."""
         self._closers.append(closer)
@@ -97,6 +105,55 @@ class Engine:
         for task in asyncio.all_tasks(self.loop):
             task.cancel()
         self.loop.call_soon(self.loop.stop)
+
+
+class Job(Generic[T]):
+    """Work running on the engine loop, as seen from another thread.
+
+    ``outcome`` completes only when the engine task has ended, however it ends — unlike the future of
+    ``run_coroutine_threadsafe``, which reads as cancelled the moment ``cancel()`` is asked, while the
+    task may still be finishing requests (and recording their answers).
+    """
+
+    __slots__ = ("_loop", "_task", "outcome")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> None:
+        self.outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._loop = loop
+        self._task: asyncio.Task[T] | None = None
+        loop.call_soon_threadsafe(self._start, coro)  # before any cancel(): callbacks run in order
+
+    def _start(self, coro: Coroutine[Any, Any, T]) -> None:
+        self._task = self._loop.create_task(coro)
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            self.outcome.cancel()
+            self.outcome.set_running_or_notify_cancel()  # wakes concurrent.futures.wait(), as executors do
+        elif task.exception() is not None:
+            self.outcome.set_exception(task.exception())
+        else:
+            self.outcome.set_result(task.result())
+
+    def cancel(self) -> None:
+        """Ask the engine task to stop; ``outcome`` completes once it has."""
+        if not self.outcome.done():
+            self._loop.call_soon_threadsafe(self._cancel_task)
+
+    def _cancel_task(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def stop(self, timeout: float = _STOP_SECONDS) -> None:
+        """Cancel and block until the task has stopped (at most ``timeout`` seconds)."""
+        self.cancel()
+        concurrent.futures.wait([self.outcome], timeout)
+
+    async def stopped(self, timeout: float = _STOP_SECONDS) -> None:
+        """Cancel and wait, without blocking the caller's loop, until the task has stopped."""
+        self.cancel()
+        await asyncio.wait({asyncio.wrap_future(self.outcome)}, timeout=timeout)
 
 
 _engine: Engine | None = None
@@ -133,34 +190,34 @@ async def run(coro: Coroutine[Any, Any, T], *, tick: Callable[[], Any] | None = 
               interval: float = _POLL_SECONDS) -> T:
     """Await ``coro`` on the engine loop from any loop; cancelling the caller cancels the work.
 
-    With ``tick``, call it every ``interval`` seconds while waiting (a progress display's refresh). It
-    also keeps the caller's loop waking up, so a kernel interrupt — delivered as a cancellation that
-    lands only when the loop wakes — is noticed promptly.
+    A cancelled caller returns (re-raising) once the work has stopped, so what finished meanwhile is
+    recorded before the caller goes on. With ``tick``, call it every ``interval`` seconds while waiting
+    (a progress display's refresh). It also keeps the caller's loop waking up, so a kernel interrupt —
+    delivered as a cancellation that lands only when the loop wakes — is noticed promptly.
     """
     engine = get_engine()
     if engine.in_engine_thread:
         return await coro
-    # wrap_future cancels the concurrent future when the awaiting task is cancelled, and
-    # run_coroutine_threadsafe turns that into task.cancel() on the engine loop.
-    future = asyncio.wrap_future(engine.submit(coro))
-    if tick is None:
-        return await future
+    job = engine.start(coro)
+    # asyncio.wait, unlike awaiting the future, leaves it alone when the caller is cancelled
+    outcome = asyncio.wrap_future(job.outcome)
     try:
-        while not future.done():
-            await asyncio.wait({future}, timeout=interval)
-            if not future.done():
+        while not outcome.done():
+            await asyncio.wait({outcome}, timeout=interval if tick is not None else None)
+            if tick is not None and not outcome.done():
                 tick()
-        return future.result()
     except BaseException:
-        future.cancel()  # asyncio.wait does not cancel what it waits for
+        await job.stopped()
         raise
+    return outcome.result()
 
 
 def run_sync(coro: Coroutine[Any, Any, T], *, tick: Callable[[], Any] | None = None,
              interval: float = _POLL_SECONDS) -> T:
     """Block the calling thread until ``coro`` finishes on the engine loop (``tick`` as in ``run``).
 
-    Ctrl-C or a kernel interrupt (``KeyboardInterrupt``) cancels the engine work and is re-raised.
+    Ctrl-C or a kernel interrupt (``KeyboardInterrupt``) cancels the engine work, waits until it has
+    stopped, and is re-raised.
     """
     engine = get_engine()
     if engine.in_engine_thread:
@@ -169,16 +226,17 @@ def run_sync(coro: Coroutine[Any, Any, T], *, tick: Callable[[], Any] | None = N
             "A blocking nbllm call was made from inside an nbllm callback; use the async API "
             "(await llm.ainvoke(...)) there instead."
         )
-    future = engine.submit(coro)
+    job = engine.start(coro)
     try:
         while True:
             try:
-                return future.result(interval)
+                return job.outcome.result(interval)
             except concurrent.futures.TimeoutError:
                 if tick is not None:
                     tick()
     except BaseException:
-        future.cancel()
+        if not job.outcome.done():
+            job.stop()
         raise
 
 

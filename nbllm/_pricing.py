@@ -145,6 +145,32 @@ def _pick(value: float | None, default: float) -> float:
 
 
 # ---- genai-prices -----------------------------------------------------------------------------------
+_prefetch_lock = threading.Lock()
+_prefetched = False
+
+
+def prefetch() -> None:
+    """Import the price table on a background thread, once per process.
+
+    A batch looks its prices up on the caller's side when it starts, and the first lookup imports
+    genai-prices (0.2 s, more on a busy machine): done in the background while the first call is on the
+    wire, ten batches started together in a notebook cell no longer wait for it.
+    """
+    global _prefetched
+    with _prefetch_lock:
+        if _prefetched:
+            return
+        _prefetched = True
+    threading.Thread(target=_snapshot_quietly, name="nbllm-prices", daemon=True).start()
+
+
+def _snapshot_quietly() -> None:
+    try:
+        _snapshot()
+    except Exception:  # noqa: BLE001 - only a warm-up: the lookup that needs the table reports the error
+        pass
+
+
 def _snapshot() -> Any:
     from genai_prices import (
         data_snapshot,  # the bundled data; nbllm never starts UpdatePrices

@@ -174,6 +174,20 @@ def test_rerun_sends_only_what_is_missing_and_cache_can_be_turned_off(fast_sim):
     assert not any(r.cached for r in dup)
 
 
+def test_batches_finishing_together_wait_only_for_their_own_rows(fast_sim, tmp_path, capsys):
+    """Ten one-prompt batches gathered in one cell (notebook 01): none waits for the others' rows, and
+    none says the store is locked by another process when it is only busy with them."""
+    llm = nbllm.LLM("gpt-4o-mini", base_url=fast_sim.base_url + "/v1", api_key="sk-test-together-123456",
+                    store=tmp_path / "together.sqlite3")
+
+    async def together() -> list:
+        return await asyncio.gather(*(llm.agenerate([f"What is {i} + 1?"]) for i in range(10)))
+
+    assert len(asyncio.run(together())) == 10
+    assert "still waiting" not in capsys.readouterr().err
+    assert llm.store.count() == 10
+
+
 def test_store_rows_export_and_no_key_anywhere(fast_sim, tmp_path, capsys):
     key = "sk-test-secret-SHOULDNOTLEAK-0123456789"
     store = Store(tmp_path / "scan.sqlite3")

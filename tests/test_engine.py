@@ -127,3 +127,55 @@ def test_process_exits_cleanly_after_calls(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Unclosed" not in done.stderr and "Task was destroyed" not in done.stderr
     assert time.perf_counter() - t0 < 30
+
+
+async def _cleans_up_slowly(started: threading.Event, cleaned: threading.Event) -> str:
+    """An engine task whose cancellation takes a while to finish (a batch recording what came back)."""
+    started.set()
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        await asyncio.sleep(0.3)
+        cleaned.set()
+        raise
+    return "done"
+
+
+def test_a_cancelled_caller_returns_once_the_engine_task_has_stopped():
+    started, cleaned = threading.Event(), threading.Event()
+
+    async def caller() -> bool:
+        task = asyncio.ensure_future(_engine.run(_cleans_up_slowly(started, cleaned)))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return cleaned.is_set()  # a rerun from here sees everything the cancelled work recorded
+
+    assert asyncio.run(caller())
+
+
+def test_an_interrupted_sync_call_returns_once_the_engine_task_has_stopped():
+    started, cleaned = threading.Event(), threading.Event()
+
+    def interrupt() -> None:
+        started.wait(5)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        _engine.run_sync(_cleans_up_slowly(started, cleaned), interval=0.01)
+    assert cleaned.is_set()
+
+
+def test_a_job_cancelled_before_it_started_completes_as_cancelled():
+    async def never() -> None:  # pragma: no cover - cancelled before its first step
+        raise AssertionError("ran")
+
+    engine, hold = _engine.get_engine(), threading.Event()
+    engine.loop.call_soon_threadsafe(hold.wait, 5)  # the loop is busy: the job cannot start yet
+    job = engine.start(never())
+    job.cancel()
+    hold.set()
+    job.stop(timeout=5)
+    assert job.outcome.cancelled()

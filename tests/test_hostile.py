@@ -844,6 +844,21 @@ def test_a_store_locked_by_another_process_is_waited_out_never_dropped(tmp_path)
         assert store.count() == 10 and store.unstored() == 0
 
 
+def test_settled_waits_for_its_own_rows_and_says_when_the_lock_holds_them(tmp_path) -> None:
+    path = tmp_path / "s.sqlite3"
+    request = {"model": "m", "messages": [], "params": {}}
+    with nbllm.Store(path, busy_timeout=0.1) as store:
+        store.record("fp-first", request, _answer(0), batch="b", index=0)
+        assert asyncio.run(store.settled(store.recorded, timeout=5))
+        assert store.lookup("fp-first") is not None
+        holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path), "1.0"], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "locked"
+        store.record("fp-held", request, _answer(1), batch="b", index=1)
+        assert not asyncio.run(store.settled(store.recorded, timeout=0.3))  # the other process holds the lock
+        holder.wait(10)
+        assert asyncio.run(store.settled(store.recorded, timeout=10)) and store.pending() == 0
+
+
 def test_a_batch_reports_answers_it_could_not_store(scripted_server: ScriptedServer, tmp_path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     surrogate = _completion("an escaped lone surrogate \ud800 in the text")

@@ -139,7 +139,8 @@ class Batch:
         store = self.runner.store
         if store is None:
             return
-        await asyncio.to_thread(store.flush, _STORE_REPORT_SECONDS)  # off the engine loop
+        # this batch's rows are all recorded by now: wait for those, not for other batches' rows
+        written = await store.settled(store.recorded, _STORE_REPORT_SECONDS)
         self.not_stored = self.progress.not_stored = store.unstored(self.id)
         if self.not_stored:
             print(
@@ -147,7 +148,7 @@ class Batch:
                 f"({store.last_write_error}); they are in the results, but a rerun will send them again.",
                 file=sys.stderr,
             )
-        if store.pending():
+        if not written:
             print(
                 f"nbllm: {store.pending()} answer(s) are still waiting to be written to the store {store.path}, "
                 "which another process keeps locked; they are written when it lets go (keep this process running).",

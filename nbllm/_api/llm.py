@@ -27,6 +27,7 @@ from .._batchapi import BatchAPIOptions
 from .._call import CallRunner, LLMSettings, check_concurrency
 from .._exceptions import ConfigurationError
 from .._keys import KeyPool
+from .._pricing import prefetch as prefetch_prices
 from .._prompts import DEFAULT_CONTEXT_TOKENS
 from .._store import Store
 from .._types import LLMResult, MessagesInput, Response, StreamEvent
@@ -66,6 +67,7 @@ class LLM(LLMSettings):
     @functools.cached_property
     def runner(self) -> CallRunner:
         """The ``CallRunner`` that makes this LLM's calls (created on first use; it reads these settings)."""
+        prefetch_prices()  # a batch's first price lookup then finds the table imported
         return CallRunner(self)
 
     @property

@@ -20,6 +20,7 @@ that cannot be written (a value SQLite refuses) costs only itself — a row sayi
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import collections
 import contextlib
@@ -209,6 +210,25 @@ class Store:
         """Recorded rows not committed yet."""
         return self._writer.pending()
 
+    @property
+    def recorded(self) -> int:
+        """How many rows were recorded so far: the ticket of the latest (see ``settled``)."""
+        return self._writer.submitted
+
+    async def settled(self, ticket: int, timeout: float | None = None) -> bool:
+        """Wait, without blocking the loop, until the rows recorded up to ``ticket`` (a ``recorded``
+        count) are committed; False if ``timeout`` passed first (another process holds the write lock)."""
+        loop = asyncio.get_running_loop()
+        written = loop.create_future()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, written)
+
+        self._writer.when_written(ticket, wake)
+        done, _ = await asyncio.wait({written}, timeout=timeout)
+        return bool(done)
+
     def unstored(self, batch: str | None = None) -> int:
         """How many recorded answers (of ``batch``, or of all) could not be written; each has a row with
         ``ok=0`` and the reason in its place (``last_write_error`` has the latest)."""
@@ -380,3 +400,8 @@ class Store:
         if self._conn is None:
             return f"<Store {self.path} (closed)>"
         return f"<Store {self.path} rows={self.count()}>"
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

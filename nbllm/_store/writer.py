@@ -6,6 +6,11 @@ the finished item to a queue; this thread writes whatever has queued up since it
 transaction, so a busy batch commits many answers at once (each within ~30 ms) and a quiet one still
 commits each answer within a few milliseconds of its arrival. ``flush()`` waits until everything handed
 over is committed, and the writer then writes at once.
+
+Items are written in the order they were handed over, so a count of items handed over so far
+(``submitted``) is a ticket: ``when_written(ticket, callback)`` calls back once everything up to it is
+written. A batch waits on its own ticket, not for the writer to go idle — with ten batches finishing
+together, waiting for idle waited for all of them, each in a thread of its own.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ class GroupWriter:
         self._writing = 0  # items of the group being written now
         self._last_group = 0  # items of the last group written: a big one means a busy batch
         self._flushers = 0  # threads waiting in flush(): the writer then writes at once, without gathering
+        self.submitted = 0  # items handed over so far (the ticket of the last one)
+        self._written = 0  # items written so far (or given up on, row by row: see ``write``)
+        self._watchers: list[tuple[int, Callable[[], Any]]] = []  # (ticket, callback) not written yet
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -49,6 +57,7 @@ class GroupWriter:
             if self._closed:
                 raise RuntimeError("the store is closed")
             self._pending.append(item)
+            self.submitted += 1
             if len(self._pending) == 1:  # the writer sleeps only when nothing is pending
                 self._cond.notify_all()
 
@@ -69,6 +78,16 @@ class GroupWriter:
             finally:
                 self._flushers -= 1
 
+    def when_written(self, ticket: int, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` (on the writer thread, or here if already so) once the items up to
+        ``ticket`` are written; the writer writes at once rather than gathering more."""
+        with self._cond:
+            if self._written < ticket:
+                self._watchers.append((ticket, callback))
+                self._cond.notify_all()
+                return
+        callback()
+
     def close(self, timeout: float | None = 10.0) -> None:
         """Write what is pending, then stop the thread (idempotent)."""
         self.flush(timeout)
@@ -85,7 +104,7 @@ class GroupWriter:
                 return None
             gather = BUSY_GATHER_SECONDS if self._last_group >= BUSY_GROUP else GATHER_SECONDS
             # gather others into this transaction, unless someone waits for the writes (flush, close)
-            self._cond.wait_for(lambda: self._closed or self._flushers > 0, gather)
+            self._cond.wait_for(lambda: self._closed or self._flushers > 0 or bool(self._watchers), gather)
             group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
             self._writing = self._last_group = len(group)
             return group
@@ -97,6 +116,15 @@ class GroupWriter:
             except Exception as error:  # noqa: BLE001 - ``write`` handles what it can; the rest is said
                 print(f"nbllm: could not write {len(group)} answers to the store: {error}", file=sys.stderr)
             finally:
-                with self._cond:
-                    self._writing = 0
-                    self._cond.notify_all()
+                self._written_group(len(group))
+
+    def _written_group(self, size: int) -> None:
+        with self._cond:
+            self._writing = 0
+            self._written += size
+            due = [callback for ticket, callback in self._watchers if ticket <= self._written]
+            if due:
+                self._watchers = [(t, c) for t, c in self._watchers if t > self._written]
+            self._cond.notify_all()
+        for callback in due:
+            callback()
