@@ -240,6 +240,51 @@ async def test_no_budget_no_hedge():
     assert sent == ["a"] and response.hedges == 0 and counted == []
 
 
+async def _raced_worker(script: dict[str, str]):
+    """A worker answering one item with a hedge budget of one, as a batch's worker does: the item's first
+    attempt runs inline in it; then it goes on awaiting (as it would for its next item)."""
+    clock = Clock()
+    hedger = Hedger(tailed_pool(clock), MODEL, False, HedgeBudget(1), left=0)
+    release = {"a": asyncio.Event(), "b": asyncio.Event()}
+    sent: list[str] = []
+
+    async def worker():
+        response = await hedger.answer(fake_send(clock, script, release, sent))
+        await asyncio.sleep(0.01)  # a cancel left behind would land here
+        return response, asyncio.current_task().cancelling()
+
+    task = asyncio.ensure_future(worker())
+    while len(sent) < 2:
+        await asyncio.sleep(0)
+    return task, release, hedger
+
+
+async def test_a_winning_hedge_interrupts_the_first_attempt_and_the_worker_goes_on():
+    task, release, hedger = await _raced_worker({"a": "hang", "b": "answer"})
+    release["b"].set()  # "a" is never released: only the hedge's win can end its attempt
+    response, cancelling = await asyncio.wait_for(task, 5)
+    assert response.key_alias == "b" and cancelling == 0 and hedger.sent == 1
+    hedger.close()
+
+
+async def test_stopping_the_worker_mid_race_stops_both_attempts():
+    task, release, hedger = await _raced_worker({"a": "hang", "b": "hang"})
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert hedger.running == 0  # nothing left in flight
+    hedger.close()
+
+
+async def test_a_real_cancel_is_not_taken_for_a_lost_race():
+    task, release, hedger = await _raced_worker({"a": "hang", "b": "answer"})
+    release["b"].set()
+    task.cancel()  # the batch is stopped in the same instant the hedge answers
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    hedger.close()
+
+
 # ---- a batch against the simulator -----------------------------------------------------------------------
 KEYS = {"sk-test-alpha-0000000001": KeyProfile(alias="alpha", rpm=6000),
         "sk-test-bravo-0000000002": KeyProfile(alias="bravo", rpm=6000)}

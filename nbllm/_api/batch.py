@@ -108,6 +108,9 @@ class Batch:
         except asyncio.CancelledError:
             self._report_interrupt()  # counted once nothing can finish any more
             raise
+        finally:
+            if self.hedger is not None:
+                self.hedger.close()
         await self._report_storage()
 
     def _admission(self, calls: list[PreparedCall | None], pending: list[int]) -> Callable[[], int]:

@@ -11,7 +11,7 @@ model — time to first token for streams, the whole answer otherwise — is sen
 first answer wins; the other attempt is cancelled (its lease released). A budget caps the extra requests
 (5 % of the batch, at least one); as it runs low, only requests deeper in the tail get one. The
 decision (``hedge_wait``, ``tail_threshold``) and the budget are pure arithmetic on a ``now`` passed in;
-``Hedger.answer`` is the thin async shell that races the two attempts. See docs/ARCHITECTURE.md, "Hedging".
+``Hedger`` is the thin async shell that races the two attempts. See docs/ARCHITECTURE.md, "Hedging".
 """
 
 from __future__ import annotations
@@ -119,11 +119,34 @@ def hedge_wait(view: HedgeView, now: float) -> float:
 Send = Callable[[AttemptWatch], Awaitable[Response]]
 
 
+class _Item:
+    """One item being answered: its race, its first attempt (run inline by the worker), its hedge."""
+
+    __slots__ = ("awaiting_hedge", "hedge", "hedge_watch", "interrupted", "primary", "race", "send", "settled",
+                 "worker")
+
+    def __init__(self, send: Send, clock: Callable[[], float]) -> None:
+        self.send, self.race = send, Race()
+        self.primary = self.race.watch(clock)
+        self.worker = asyncio.current_task()
+        self.hedge: asyncio.Task[Response] | None = None
+        self.hedge_watch: AttemptWatch | None = None
+        self.interrupted = False  # the hedge answered first and cancelled the worker's first attempt
+        self.awaiting_hedge = False  # the first attempt failed: the worker awaits the hedge itself
+        self.settled = False
+
+
 class Hedger:
     """One batch's hedging: its budget, whether capacity idles, and the race of each item's attempts.
 
     ``left``: items not yet started (``item_started`` counts them down); ``on_sent`` is called once per
-    hedge that really went out (it got a key).
+    hedge that really went out (it got a key). ``close()`` when the batch ends.
+
+    Each item's first attempt runs inline in the worker that answers it — no task, no ``asyncio.wait``
+    per item, which cost ~10 µs of CPU per item while hedging could not even happen yet
+    (docs/ARCHITECTURE.md, "Client CPU"). Once nothing is left to start, one watcher task looks at the
+    items in flight and starts a hedge as a task where one is due; the first answer wins, and a hedge that
+    wins interrupts the worker's attempt by cancelling it (the cancel is then taken back: ``uncancel``).
     """
 
     def __init__(self, pool: KeyPool, model: str, stream: bool, budget: HedgeBudget, left: int,
@@ -131,15 +154,14 @@ class Hedger:
         self.pool, self.model, self.stream, self.budget = pool, model, stream, budget
         self.left, self.on_sent, self.sent = left, on_sent, 0
         self.running = 0  # items being answered that have no hedge yet (candidates for the budget left)
-        # done once nothing is left to start: requests that are due wait on it instead of polling
-        self.drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if left <= 0:
-            self.drained.set_result(None)
+        self._items: dict[_Item, None] = {}  # in flight, oldest first
+        self._watcher: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None  # the watcher's sleep; resolved to look again now
 
     def item_started(self) -> None:
         self.left -= 1
-        if self.left <= 0 and not self.drained.done():
-            self.drained.set_result(None)
+        if self.left <= 0:
+            self._watch_soon()
 
     def idle(self) -> bool:
         return self.left <= 0 and self.pool.waiting == 0
@@ -156,42 +178,99 @@ class Hedger:
 
     async def answer(self, send: Send) -> Response:
         """``send`` the item once; race it on another key if it runs into the tail (see module docs)."""
-        race = Race()
-        primary = race.watch(self.pool.clock)
-        tasks: set[asyncio.Future[Response]] = {asyncio.ensure_future(send(primary))}
-        hedge: AttemptWatch | None = None
+        item = _Item(send, self.pool.clock)
+        self._items[item] = None
         self.running += 1
+        if self.left <= 0:
+            self._watch_soon()
         try:
-            while True:
-                wake, timeout = self._next_look(primary) if hedge is None and self.budget.left else (set(), None)
-                done, _ = await asyncio.wait(tasks | wake, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                for task in done & tasks:
-                    tasks.discard(task)
-                    if task.cancelled():  # lost the race: the other attempt's answer comes with it
-                        continue
-                    if task.exception() is None:
-                        return task.result()
-                    if not tasks:  # the last attempt failed: that is the item's outcome
-                        raise task.exception()  # type: ignore[misc]
-                if hedge is None and tasks and self._due(primary) and self.budget.take():
-                    hedge = race.watch(self.pool.clock, avoid={primary.key_alias} - {None})
-                    tasks.add(asyncio.ensure_future(send(hedge)))
-                    self.running -= 1
+            try:
+                return await send(item.primary)
+            except asyncio.CancelledError:
+                # the hedge answered first: it cancelled this attempt (``_hedge_ended``: take that cancel
+                # back), or this attempt, answering later, lost the race and raised it itself
+                if item.interrupted:
+                    item.worker.uncancel()
+                if item.worker.cancelling() or not _answered(item.hedge):
+                    raise  # the batch is being stopped
+                return item.hedge.result()  # type: ignore[union-attr]
+            except Exception:
+                if item.interrupted:  # our cancel came back as another error
+                    item.worker.uncancel()
+                if item.hedge is None or item.hedge.cancelled():
+                    raise
+                return await self._hedge_outcome(item)  # the hedge may still answer
         finally:
-            if hedge is None:
+            item.settled = True
+            del self._items[item]
+            if item.hedge is None:
                 self.running -= 1
-            await _cancel(tasks)
-            self._account(hedge)
+            else:
+                await _cancel(item.hedge)
+                self._account(item.hedge_watch)
+            if not self._items:
+                self._poke()  # the watcher has nothing left to watch: let it end now
 
-    def _next_look(self, primary: AttemptWatch) -> tuple[set[asyncio.Future[None]], float | None]:
-        """What to wait for besides the attempts: the queue draining, or a time to look again."""
-        if not self.drained.done():  # capacity cannot idle while items are still to start
-            return {self.drained}, None
-        wait = hedge_wait(self.view(primary), self.pool.clock())
-        return set(), None if wait == math.inf else wait
+    async def _hedge_outcome(self, item: _Item) -> Response:
+        item.awaiting_hedge = True
+        return await item.hedge  # type: ignore[misc]
 
-    def _due(self, primary: AttemptWatch) -> bool:
-        return primary.key_alias is not None and hedge_wait(self.view(primary), self.pool.clock()) == 0.0
+    def close(self) -> None:
+        """The batch ended (or was stopped): the watcher stops; hedges end with their items."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    # ---- the watcher ------------------------------------------------------------------------------------
+    def _watch_soon(self) -> None:
+        """Nothing is left to start: make sure the watcher runs, and looks at the items in flight now."""
+        if self._watcher is None or self._watcher.done():
+            if self._items and self.budget.left:
+                self._watcher = asyncio.ensure_future(self._watch())
+        else:
+            self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._items and self.budget.left:
+            delay = self._hedge_due()
+            self._wake = loop.create_future()
+            timer = loop.call_later(delay, _resolve, self._wake)
+            try:
+                await self._wake
+            finally:
+                timer.cancel()
+
+    def _hedge_due(self) -> float:
+        """Hedge every item that is due (while the budget lasts); return how long until the next look."""
+        now, soonest = self.pool.clock(), RECHECK_SECONDS
+        for item in list(self._items):
+            if item.hedge is not None or item.settled:
+                continue
+            wait = hedge_wait(self.view(item.primary), now)
+            if wait == 0.0 and item.primary.key_alias is not None and self.budget.take():
+                self._start_hedge(item)
+            elif wait > 0.0:
+                soonest = min(soonest, wait)
+        return soonest
+
+    def _start_hedge(self, item: _Item) -> None:
+        item.hedge_watch = item.race.watch(self.pool.clock, avoid={item.primary.key_alias} - {None})
+        item.hedge = asyncio.ensure_future(item.send(item.hedge_watch))
+        item.hedge.add_done_callback(lambda task: self._hedge_ended(item, task))
+        self.running -= 1
+
+    @staticmethod
+    def _hedge_ended(item: _Item, task: asyncio.Task[Response]) -> None:
+        """A hedge answered while the worker's own attempt still runs: stop that attempt, the item is answered."""
+        if item.settled or item.awaiting_hedge or not _answered(task):
+            return
+        item.interrupted = True
+        if item.worker is not None:
+            item.worker.cancel()
 
     def _account(self, hedge: AttemptWatch | None) -> None:
         if hedge is None:
@@ -202,11 +281,21 @@ class Hedger:
                 self.on_sent()
         else:
             self.budget.refund()
+            if self.left <= 0:
+                self._watch_soon()  # the budget has room again
 
 
-async def _cancel(tasks: set[asyncio.Future[Response]]) -> None:
-    """Cancel the attempts still running (a lost race, or the batch being stopped) and let them end."""
-    for task in tasks:
+def _answered(task: asyncio.Future[Response] | None) -> bool:
+    return task is not None and task.done() and not task.cancelled() and task.exception() is None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _cancel(task: asyncio.Future[Response]) -> None:
+    """Cancel a hedge still running (it lost the race, or the batch is being stopped) and let it end."""
+    if not task.done():
         task.cancel()
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(task, return_exceptions=True)
