@@ -139,7 +139,10 @@ class Job(Generic[T]):
     def cancel(self) -> None:
         """Ask the engine task to stop; ``outcome`` completes once it has."""
         if not self.outcome.done():
-            self._loop.call_soon_threadsafe(self._cancel_task)
+            try:
+                self._loop.call_soon_threadsafe(self._cancel_task)
+            except RuntimeError:  # the engine loop is closed (interpreter exit): nothing runs any more
+                pass
 
     def _cancel_task(self) -> None:
         if self._task is not None:

@@ -266,11 +266,10 @@ class Hedger:
     @staticmethod
     def _hedge_ended(item: _Item, task: asyncio.Task[Response]) -> None:
         """A hedge answered while the worker's own attempt still runs: stop that attempt, the item is answered."""
-        if item.settled or item.awaiting_hedge or not _answered(task):
+        if item.settled or item.awaiting_hedge or item.worker is None or not _answered(task):
             return
         item.interrupted = True
-        if item.worker is not None:
-            item.worker.cancel()
+        item.worker.cancel()
 
     def _account(self, hedge: AttemptWatch | None) -> None:
         if hedge is None:

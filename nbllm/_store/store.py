@@ -223,7 +223,7 @@ class Store:
 
         def wake() -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
-                loop.call_soon_threadsafe(_resolve, written)
+                loop.call_soon_threadsafe(written.set_result, None)  # called once: only this resolves it
 
         self._writer.when_written(ticket, wake)
         done, _ = await asyncio.wait({written}, timeout=timeout)
@@ -400,8 +400,3 @@ class Store:
         if self._conn is None:
             return f"<Store {self.path} (closed)>"
         return f"<Store {self.path} rows={self.count()}>"
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
