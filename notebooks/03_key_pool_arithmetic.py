@@ -312,7 +312,9 @@ end_time = time.time()
 from_store = sum(r.ok and r.cached for r in results)
 sent_per_key = {alias: done - counts_before[alias] for alias, done in pool.counts().items()}
 sent = sum(sent_per_key.values())
-print(f"{len(results)} results: {from_store} from the store, {sent} answered by the keys now: {sent_per_key}")
+hedged = sum(r.hedges for r in results if r.ok and not r.cached)  # tail requests raced on a second key
+print(f"{len(results)} results: {from_store} from the store, {sent} answered by the keys now: {sent_per_key}"
+      f" ({hedged} slow ones raced on a second key)")
 if sim:
     server_after = sim.stats()["total"]
     server_requests = server_after["requests"] - server_before["requests"]
@@ -415,7 +417,7 @@ summary = {"simulated": sim is not None, "N": N, "partial": partial, "from_store
            "failed": failed, "right": right, "except_cnt": except_cnt, "not_equal": not_equal,
            "per_key": pool.counts(), "sent_per_key": sent_per_key,
            "results_per_key": dict(collections.Counter(r.key_alias for r in results if r.ok and not r.cached)),
-           "server_requests_resumed": server_requests if sim else None,
+           "hedged_resumed": hedged, "server_requests_resumed": server_requests if sim else None,
            "server_429_resumed": server_429 if sim else None,
            "seconds_interrupted": round(first_seconds, 2), "seconds_resumed": round(end_time - start_time, 2)}
 

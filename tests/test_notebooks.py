@@ -215,11 +215,17 @@ def test_03_key_pool_arithmetic(executed) -> None:
     # interrupted part way, then the rerun sent only what the store did not have
     assert 0 < summary["partial"] < n
     assert summary["from_store"] >= summary["partial"]
-    assert summary["sent"] == n - summary["from_store"]
-    assert summary["server_requests_resumed"] - summary["server_429_resumed"] == summary["sent"]
+    # hedging races a few slow requests on a second key: the loser reaches the server, and its key counts it
+    # when it finished before it could be cancelled
+    hedged, missing = summary["hedged_resumed"], n - summary["from_store"]
+    assert missing <= summary["sent"] <= missing + hedged
+    received = summary["server_requests_resumed"] - summary["server_429_resumed"]
+    assert summary["sent"] <= received <= missing + hedged
     # the per-key counts add up, and agree with the key each answer came from
     assert sum(summary["sent_per_key"].values()) == summary["sent"]
-    assert {k: v for k, v in summary["sent_per_key"].items() if v} == summary["results_per_key"]
+    answered_by = summary["results_per_key"]
+    assert sum(answered_by.values()) == missing
+    assert all(answered_by.get(k, 0) <= v <= answered_by.get(k, 0) + hedged for k, v in summary["sent_per_key"].items())
     assert sum(summary["per_key"].values()) >= n
     per_key = summary["sent_per_key"]
     assert per_key["key-1"] > per_key["key-2"] > per_key["key-3"] > 0  # in proportion to 6000/3000/1200 rpm
