@@ -3,7 +3,7 @@
     share = hedge_share(hedge, guarded=budget is not None)      # 0.0: off
     hedger = Hedger(pool, model, stream, HedgeBudget.for_items(len(pending), share), left=len(pending))
     hedger.item_started()                                        # as each item leaves the queue
-    response = await hedger.answer(lambda watch: runner.answer(call, cache=False, watch=watch))
+    response = await hedger.answer(functools.partial(runner.answer, call, cache=False))  # called with watch=
 
 A batch's wall time ends with its slowest requests. Once nothing is left to start and no request waits
 for a key (capacity would idle), a request that has run longer than the 95th percentile of its key and
@@ -116,7 +116,7 @@ def hedge_wait(view: HedgeView, now: float) -> float:
     return 0.0 if view.idle else BUSY_RECHECK_SECONDS
 
 
-Send = Callable[[AttemptWatch], Awaitable[Response]]
+Send = Callable[..., Awaitable[Response]]  # called as send(watch=AttemptWatch)
 
 
 class _Item:
@@ -185,7 +185,7 @@ class Hedger:
             self._watch_soon()
         try:
             try:
-                return await send(item.primary)
+                return await send(watch=item.primary)
             except asyncio.CancelledError:
                 # the hedge answered first: it cancelled this attempt (``_hedge_ended``: take that cancel
                 # back), or this attempt, answering later, lost the race and raised it itself
@@ -259,7 +259,7 @@ class Hedger:
 
     def _start_hedge(self, item: _Item) -> None:
         item.hedge_watch = item.race.watch(self.pool.clock, avoid={item.primary.key_alias} - {None})
-        item.hedge = asyncio.ensure_future(item.send(item.hedge_watch))
+        item.hedge = asyncio.ensure_future(item.send(watch=item.hedge_watch))
         item.hedge.add_done_callback(lambda task: self._hedge_ended(item, task))
         self.running -= 1
 
