@@ -119,14 +119,29 @@ async def run_call(spec: CallSpec, target: Target, deliver_text: bool = True,
 
 
 async def call_response(spec: CallSpec, target: Target, watch: AttemptWatch | None = None) -> Response:
-    """``run_call(spec, target, deliver_text=False, watch)``'s Response, as a coroutine: the same retries
-    (``_Retries``) without two async generators per attempt (every answer of a batch comes through here,
-    and each generator layer costs CPU; docs/ARCHITECTURE.md, "Client CPU")."""
+    """``run_call(spec, target, deliver_text=False, watch)``'s Response, as one coroutine: the same retries
+    (``_Retries``) without async generators, and the attempt written inline. Every answer of a batch comes
+    through here, and each layer is an object alive for the whole request, which the garbage collector
+    walks at every collection meanwhile (docs/ARCHITECTURE.md, "Client CPU")."""
     retries = _Retries(spec, target, watch)
     while True:
         lease, attempt = await retries.lease(False)
         try:
-            return await _attempt_response(spec, target, lease, attempt)
+            provider = target.provider_for(lease)
+            request = provider.build_request(spec, lease.key.value)
+            try:
+                async with asyncio.timeout(target.timeouts.total):
+                    async with get_transport().post(request.url, request.headers, request.body,
+                                                    target.timeouts) as http_response:
+                        snapshot = await _checked(provider, request, http_response, lease, target)
+                        if spec.stream and media_type(http_response.headers) == "text/event-stream":
+                            async for _ in _read_stream(provider, http_response, attempt):
+                                pass  # no text is delivered: the stream only fills attempt.state
+                        else:
+                            await _read_json(provider, http_response, attempt)
+            except (TimeoutError, TransportTimeout, TransportBroken) as error:
+                raise _failure(error, target, attempt) from None
+            return _answered(spec, lease, provider, attempt, snapshot)
         except NbllmError as error:
             await retries.failed(error, lease, attempt)
         finally:
@@ -222,24 +237,6 @@ async def _attempt_once(spec: CallSpec, target: Target, lease: Lease, attempt: _
     except (TimeoutError, TransportTimeout, TransportBroken) as error:
         raise _failure(error, target, attempt) from None
     yield _answered(spec, lease, provider, attempt, snapshot)
-
-
-async def _attempt_response(spec: CallSpec, target: Target, lease: Lease, attempt: _Attempt) -> Response:
-    """``_attempt_once`` for an attempt that delivers no text, as a coroutine (``call_response``)."""
-    provider = target.provider_for(lease)
-    request = provider.build_request(spec, lease.key.value)
-    try:
-        async with asyncio.timeout(target.timeouts.total):
-            async with get_transport().post(request.url, request.headers, request.body, target.timeouts) as http_response:
-                snapshot = await _checked(provider, request, http_response, lease, target)
-                if spec.stream and media_type(http_response.headers) == "text/event-stream":
-                    async for _ in _read_stream(provider, http_response, attempt):
-                        pass  # deliver_text is False: the stream yields nothing, it only fills attempt.state
-                else:
-                    await _read_json(provider, http_response, attempt)
-    except (TimeoutError, TransportTimeout, TransportBroken) as error:
-        raise _failure(error, target, attempt) from None
-    return _answered(spec, lease, provider, attempt, snapshot)
 
 
 async def _checked(provider: Provider, request: HttpRequest, http_response: HttpResponse, lease: Lease,
