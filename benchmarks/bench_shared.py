@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# strict per-key limits (requests per minute): 2400 rpm = 40 requests/s in all
+# strict per-key limits (requests per minute): 2400 rpm = 40 requests/s in all — the keys are placeholders the embedded simulator accepts, not real keys
 KEYS = {
     "sk-shared-alpha-00000001": ("alpha", 600),
     "sk-shared-bravo-00000002": ("bravo", 600),

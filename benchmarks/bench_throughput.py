@@ -39,7 +39,7 @@ WINDOW = 2.0
 CONCURRENCY = 64
 RUN_TIMEOUT = 90.0  # a system that has not finished by then loses what is missing
 
-# (key, alias, rpm)
+# (key, alias, rpm) — the keys are placeholders the embedded simulator accepts, not real keys
 KEYS = [
     ("sk-bench-aaaa-0000-0001", "a", 300),
     ("sk-bench-bbbb-0000-0002", "b", 600),

@@ -191,7 +191,7 @@ class Hedger:
                 # back), or this attempt, answering later, lost the race and raised it itself
                 if item.interrupted:
                     item.worker.uncancel()
-                if item.worker.cancelling() or not _answered(item.hedge):
+                if item.worker.cancelling() or not _succeeded(item.hedge):
                     raise  # the batch is being stopped
                 return item.hedge.result()  # type: ignore[union-attr]
             except Exception:
@@ -199,7 +199,8 @@ class Hedger:
                     item.worker.uncancel()
                 if item.hedge is None or item.hedge.cancelled():
                     raise
-                return await self._hedge_outcome(item)  # the hedge may still answer
+                item.awaiting_hedge = True  # the hedge may still answer: its outcome is the item's
+                return await item.hedge
         finally:
             item.settled = True
             del self._items[item]
@@ -210,10 +211,6 @@ class Hedger:
                 self._account(item.hedge_watch)
             if not self._items:
                 self._poke()  # the watcher has nothing left to watch: let it end now
-
-    async def _hedge_outcome(self, item: _Item) -> Response:
-        item.awaiting_hedge = True
-        return await item.hedge  # type: ignore[misc]
 
     def close(self) -> None:
         """The batch ended (or was stopped): the watcher stops; hedges end with their items."""
@@ -248,7 +245,7 @@ class Hedger:
         """Hedge every item that is due (while the budget lasts); return how long until the next look."""
         now, soonest = self.pool.clock(), RECHECK_SECONDS
         for item in list(self._items):
-            if item.hedge is not None or item.settled:
+            if item.hedge is not None:  # (settled items have left _items; none settles during this loop)
                 continue
             wait = hedge_wait(self.view(item.primary), now)
             if wait == 0.0 and item.primary.key_alias is not None and self.budget.take():
@@ -266,7 +263,7 @@ class Hedger:
     @staticmethod
     def _hedge_ended(item: _Item, task: asyncio.Task[Response]) -> None:
         """A hedge answered while the worker's own attempt still runs: stop that attempt, the item is answered."""
-        if item.settled or item.awaiting_hedge or item.worker is None or not _answered(task):
+        if item.settled or item.awaiting_hedge or item.worker is None or not _succeeded(task):
             return
         item.interrupted = True
         item.worker.cancel()
@@ -284,7 +281,7 @@ class Hedger:
                 self._watch_soon()  # the budget has room again
 
 
-def _answered(task: asyncio.Future[Response] | None) -> bool:
+def _succeeded(task: asyncio.Future[Response] | None) -> bool:
     return task is not None and task.done() and not task.cancelled() and task.exception() is None
 
 
