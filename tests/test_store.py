@@ -12,9 +12,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from nbllm._exceptions import AuthenticationError, ConfigurationError, ServerError
 from nbllm._secrets import register_secret
+from nbllm._store.rows import RequestFingerprints
 from nbllm._store.store import COLUMNS, Store, default_store_path, request_fingerprint
 from nbllm._types import Failure, Response, Usage
 
@@ -52,6 +55,27 @@ def test_fingerprint_is_canonical() -> None:
     assert len(request_fingerprint(a)) == 64
     assert request_fingerprint(a) != request_fingerprint(make_request(1, sample=1))
     assert request_fingerprint(make_request(content="héllo")) != request_fingerprint(make_request(content="hello"))
+
+
+_JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+_JSON_VALUES = st.recursive(_JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
+                            | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+_MESSAGES = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]),
+                                            "content": st.text() | st.lists(_JSON_VALUES, max_size=2)}), max_size=3)
+
+
+@given(provider=st.text(max_size=10), base_url=st.text(max_size=20), model=st.text(max_size=10),
+       params=st.dictionaries(st.text(max_size=12), _JSON_VALUES, max_size=4), messages=_MESSAGES,
+       sample=st.integers(min_value=0, max_value=10**6))
+@example(provider="openai", base_url="http://h/v1", model="m", params={"z": 1, "a": {"é": "\u2028"}},
+         messages=[{"role": "user", "content": "\"}{\\"}], sample=0)
+def test_batch_fingerprints_equal_the_request_fingerprint(provider: str, base_url: str, model: str, params: dict,
+                                                          messages: list, sample: int) -> None:
+    """A batch encodes the shared part once (RequestFingerprints); the digest must stay the one a store
+    written by any earlier version holds: request_fingerprint of the whole request."""
+    whole = {"provider": provider, "base_url": base_url, "model": model, "messages": messages, "params": params,
+             "sample": sample}
+    assert RequestFingerprints(provider, base_url, model, params)(messages, sample) == request_fingerprint(whole)
 
 
 def test_default_store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -178,6 +178,12 @@ class Batch:
         gets sample n), so a rerun finds each copy's own answer. A prompt that cannot be sent (a lone
         surrogate, a malformed message) is that item's Failure at once, and None in the list."""
         fingerprints = self.needs_fingerprints or self.runner.store is not None
+        try:
+            prepare = self.runner.preparer(stream=self.streaming, overrides=self.overrides, fingerprint=fingerprints)
+        except NbllmError as error:  # settings no call could be sent with: every item fails alike
+            for i, prompt in enumerate(self.prompts):
+                self._finish(i, Failure(error, prompt), emit)
+            return [None] * len(self.prompts)
         seen: dict[str, int] = {}
         calls: list[PreparedCall | None] = []
         for i, prompt in enumerate(self.prompts):
@@ -187,8 +193,7 @@ class Batch:
                 sample = seen.get(text, 0)
                 seen[text] = sample + 1
             try:
-                calls.append(self.runner.prepare(prompt, stream=self.streaming, overrides=self.overrides,
-                                                 sample=sample, fingerprint=fingerprints))
+                calls.append(prepare(prompt, sample))
             except NbllmError as error:
                 calls.append(None)
                 self._finish(i, Failure(error, prompt), emit)

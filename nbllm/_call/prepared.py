@@ -1,15 +1,18 @@
-"""``PreparedCall``: a call ready to send — its spec, its fingerprint in the store, and its schema."""
+"""``PreparedCall``: a call ready to send — its spec, its fingerprint in the store, and its schema;
+``CallPreparer`` makes them from prompts."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from .._client import CallSpec
+from .._store import RequestFingerprints
 from .._structured import Schema
-from .._types import Response
+from .._types import MessagesInput, Response, normalize_messages
 
-__all__ = ["PreparedCall"]
+__all__ = ["CallPreparer", "PreparedCall"]
 
 
 @dataclass(frozen=True)
@@ -34,3 +37,24 @@ class PreparedCall:
         if spec.output is not None:  # for the record only: the fingerprint never includes the schema
             params["response_schema"] = spec.output.name if spec.output.native else f"{spec.output.name} (in prompt)"
         return {"model": spec.model, "messages": spec.messages, "params": params}
+
+
+class CallPreparer:
+    """Makes the ``PreparedCall`` of a prompt from a checked spec without messages (``CallRunner.preparer``).
+
+    ``preparer(prompt, sample)``: the messages are the prompt after the system prompt, the fingerprint (if
+    ``fingerprints`` is given) covers them and ``sample``. Raises ``ConfigurationError`` for a prompt that
+    could not be sent.
+    """
+
+    __slots__ = ("fingerprints", "max_reasks", "schema", "spec", "system")
+
+    def __init__(self, spec: CallSpec, system: str | None, schema: Schema | None, max_reasks: int,
+                 fingerprints: RequestFingerprints | None) -> None:
+        self.spec, self.system, self.schema, self.max_reasks = spec, system, schema, max_reasks
+        self.fingerprints = fingerprints
+
+    def __call__(self, prompt: MessagesInput, sample: int = 0) -> PreparedCall:
+        spec = dataclasses.replace(self.spec, messages=normalize_messages(prompt, self.system))
+        fingerprint = None if self.fingerprints is None else self.fingerprints(spec.messages, sample)
+        return PreparedCall(spec, fingerprint, self.schema, self.max_reasks)

@@ -27,15 +27,15 @@ from .. import _engine
 from .._callbacks import dispatch, wants_tokens
 from .._client import AttemptWatch, CallSpec, call_response, run_call
 from .._keys import KeyPool
-from .._store import Store, request_fingerprint
+from .._store import RequestFingerprints, Store
 from .._structured import as_schema
-from .._types import LLMResult, MessagesInput, Response, check_text, normalize_messages
-from .prepared import PreparedCall
+from .._types import LLMResult, MessagesInput, Response, check_text
+from .prepared import CallPreparer, PreparedCall
 from .route import Route, resolve_route, resolve_store
 from .settings import LLMSettings, check_parameters
 from .structured import answer_structured
 
-__all__ = ["CallRunner", "PreparedCall"]
+__all__ = ["CallPreparer", "CallRunner", "PreparedCall"]
 
 
 class CallRunner:
@@ -82,6 +82,20 @@ class CallRunner:
         return CallRunner(self.settings.settings_for(model))
 
     # ---- preparing a call (pure) --------------------------------------------------------------------
+    def preparer(self, *, stream: bool, overrides: dict[str, Any] | None = None,
+                 fingerprint: bool | None = None) -> CallPreparer:
+        """What ``prepare`` does, for many prompts with the same ``overrides``: ``preparer(prompt, sample)``
+        is the ``PreparedCall``. The settings are read and checked once, and the fingerprints' shared part
+        encoded once (a batch prepares all its prompts with one; docs/ARCHITECTURE.md, "Client CPU")."""
+        overrides = dict(overrides or {})
+        schema = overrides.pop("schema", self.settings.schema)
+        max_reasks = overrides.pop("max_reasks", self.settings.max_reasks)
+        system, spec = self._spec(stream, overrides)
+        if fingerprint is None:
+            fingerprint = self.store is not None
+        return CallPreparer(spec, system, None if schema is None else as_schema(schema), max_reasks,
+                            self._fingerprints(spec) if fingerprint else None)
+
     def prepare(self, prompt: MessagesInput, *, stream: bool, overrides: dict[str, Any] | None = None,
                 sample: int = 0, fingerprint: bool | None = None) -> PreparedCall:
         """The spec for ``prompt`` with ``overrides`` of the settings, and its store fingerprint.
@@ -92,15 +106,7 @@ class CallRunner:
         fingerprint, so the store's raw answers serve any schema (docs/ARCHITECTURE.md, "Structured answers").
         Anything that could not be sent raises a ``ConfigurationError`` here, before a key is leased.
         """
-        overrides = dict(overrides or {})
-        schema = overrides.pop("schema", self.settings.schema)
-        max_reasks = overrides.pop("max_reasks", self.settings.max_reasks)
-        system, spec = self._spec(stream, overrides)
-        spec.messages = normalize_messages(prompt, system)
-        if fingerprint is None:
-            fingerprint = self.store is not None
-        return PreparedCall(spec, self._fingerprint(spec, sample) if fingerprint else None,
-                            None if schema is None else as_schema(schema), max_reasks)
+        return self.preparer(stream=stream, overrides=overrides, fingerprint=fingerprint)(prompt, sample)
 
     def check_overrides(self, overrides: dict[str, Any]) -> None:
         """Raise a ConfigurationError now if no call with these overrides could be sent (a batch checks
@@ -132,13 +138,11 @@ class CallRunner:
         check_parameters(spec.temperature, spec.max_tokens, spec.stop, spec.extra)
         return system, spec
 
-    def _fingerprint(self, spec: CallSpec, sample: int) -> str:
+    def _fingerprints(self, spec: CallSpec) -> RequestFingerprints:
+        """The fingerprints of calls with ``spec``'s settings (messages and sample vary)."""
         route = self.route
         params = {"temperature": spec.temperature, "max_tokens": spec.max_tokens, "stop": spec.stop, **spec.extra}
-        return request_fingerprint(
-            {"provider": route.target.wire_format, "base_url": route.endpoint, "model": spec.model,
-             "messages": spec.messages, "params": params, "sample": sample}
-        )
+        return RequestFingerprints(route.target.wire_format, route.endpoint, spec.model, params)
 
     # ---- engine side --------------------------------------------------------------------------------
     async def execute(self, call: PreparedCall, *, cache: bool, batch: str | None = None,

@@ -7,7 +7,7 @@
 """
 
 from .jobs import PartPlan, PartRecord, ProviderJobs
-from .rows import COLUMNS, request_fingerprint
+from .rows import COLUMNS, RequestFingerprints, request_fingerprint
 from .store import Store, default_store_path
 
-__all__ = ["COLUMNS", "PartPlan", "PartRecord", "ProviderJobs", "Store", "default_store_path", "request_fingerprint"]
+__all__ = ["COLUMNS", "PartPlan", "PartRecord", "ProviderJobs", "RequestFingerprints", "Store", "default_store_path", "request_fingerprint"]

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 from .._secrets import redact
 from .._types import Response, Usage
 
-__all__ = ["COLUMNS", "HEDGES_COLUMN", "INSERT", "RESPONSE_COLUMNS", "SCHEMA", "canonical_json", "request_fingerprint",
-           "response_from_row", "row_dict", "row_values", "unstored_row_values"]
+__all__ = ["COLUMNS", "HEDGES_COLUMN", "INSERT", "RESPONSE_COLUMNS", "SCHEMA", "RequestFingerprints", "canonical_json",
+           "request_fingerprint", "response_from_row", "row_dict", "row_values", "unstored_row_values"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -77,6 +77,29 @@ def request_fingerprint(request: Mapping[str, Any]) -> str:
     apart identical prompts inside one batch. It must never contain a key.
     """
     return hashlib.sha256(canonical_json(request).encode("utf-8")).hexdigest()
+
+
+class RequestFingerprints:
+    """``request_fingerprint`` of requests that differ only in ``messages`` and ``sample`` (one batch's
+    prompts): the same digests, with the part they share encoded and hashed once.
+
+    The canonical JSON sorts keys, so every request reads
+    ``{"base_url":…,"messages":…,"model":…,"params":…,"provider":…,"sample":…}``: a fixed head, the
+    messages, a fixed middle, the sample. ``tests/test_store.py`` checks the digests against
+    ``request_fingerprint`` on generated requests.
+    """
+
+    __slots__ = ("_head", "_middle")
+
+    def __init__(self, provider: str, base_url: str, model: str, params: Mapping[str, Any]) -> None:
+        encode = _CANONICAL.encode
+        self._head = hashlib.sha256(f'{{"base_url":{encode(base_url)},"messages":'.encode())
+        self._middle = f',"model":{encode(model)},"params":{encode(params)},"provider":{encode(provider)},"sample":'
+
+    def __call__(self, messages: Any, sample: int) -> str:
+        digest = self._head.copy()
+        digest.update(f"{_CANONICAL.encode(messages)}{self._middle}{_CANONICAL.encode(sample)}}}".encode())
+        return digest.hexdigest()
 
 
 def _clean(text: Any) -> str | None:
