@@ -1,5 +1,5 @@
 """The provider batch core: lines and splitting at the providers' real limits, result lines, statuses,
-the poll schedule, the job record in the store, the transport's GET and upload on both transports, and
+the poll schedule, the job record in the store, the transport's GET and upload on every transport, and
 hostile servers (a lost create answer, a flaky status endpoint)."""
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ def test_management_headers_authenticate_as_online_calls_do() -> None:
     assert anthropic_headers == {"anthropic-version": "2023-06-01", "x-api-key": key.value}
 
 
-@pytest.fixture(params=["aiohttp", "httpx2"])
+@pytest.fixture(params=["nbllm", "aiohttp", "httpx2"])
 def transport(request, monkeypatch) -> str:
     from nbllm._client import http
 
@@ -337,7 +337,7 @@ def transport(request, monkeypatch) -> str:
     return request.param
 
 
-def test_get_and_upload_on_both_transports(transport: str) -> None:
+def test_get_and_upload_on_every_transport(transport: str) -> None:
     with Simulator(SimConfig(ttft=0.0, tokens_per_second=0.0)) as sim:
         conn = connect("openai", sim.base_url + "/v1", ApiKey("sk-transport-0123456789abcd"))
 
@@ -353,7 +353,7 @@ def test_get_and_upload_on_both_transports(transport: str) -> None:
     assert made["purpose"] == "batch" and made["bytes"] == 18 and lines == [{"a": 1}, {"b": 2}]
 
 
-def test_batch_mode_on_both_transports(transport: str) -> None:
+def test_batch_mode_on_every_transport(transport: str) -> None:
     with Simulator(SimConfig(ttft=0.0, tokens_per_second=0.0, batch_seconds=0.2)) as sim:
         llm = nbllm.LLM("gpt-4o-mini", base_url=sim.base_url + "/v1", api_key="sk-transport-0123456789abcd")
         options = BatchAPIOptions(poll=PollSchedule(first=0.05, longest=0.1))

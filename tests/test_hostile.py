@@ -366,8 +366,8 @@ def test_a_redirect_is_not_followed_and_says_where_to_point_base_url(
     assert "sk-redirect-secret-4242" not in message
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx2"])
-def test_neither_transport_follows_a_redirect(
+@pytest.mark.parametrize("transport", ["nbllm", "aiohttp", "httpx2"])
+def test_no_transport_follows_a_redirect(
     scripted_server: ScriptedServer, second_server: ScriptedServer, transport: str
 ) -> None:
     from nbllm._client import http
@@ -376,7 +376,7 @@ def test_neither_transport_follows_a_redirect(
     url = scripted_server.script("/v1", [Canned(307, "", {"location": elsewhere + "/chat/completions"})])
 
     async def post_once() -> int:
-        client = http._Httpx2Transport() if transport == "httpx2" else http._AiohttpTransport()
+        client = http._TRANSPORTS[transport]()
         try:
             headers = {"x-api-key": "sk-redirect-secret-4242", "authorization": "Bearer sk-redirect-secret-4242"}
             async with client.post(url + "/chat/completions", headers, {"q": 1}, nbllm.Timeouts()) as response:

@@ -21,17 +21,18 @@ Set ``NBLLM_TRANSPORT=httpx2`` to swap; the choice and its numbers are in ``docs
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import math
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from .._engine import get_engine
 from .._exceptions import ConfigurationError
+from .h1 import H1Transport
+from .transport_types import HttpResponse, Timeouts, TransportBroken, TransportTimeout, UploadFile
 
 __all__ = ["HttpResponse", "Timeouts", "TransportBroken", "TransportTimeout", "UploadFile", "get_transport"]
 
@@ -39,56 +40,6 @@ _MAX_CONNECTIONS = 1000
 # json.dumps with an option builds a new encoder per call; one shared encoder gives the same bytes
 # (``encode`` keeps no state between calls)
 _JSON = json.JSONEncoder(ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """``connect``: to open a connection; ``idle``: the longest silence between two chunks of an answer;
-    ``total``: the whole call, retries excluded (None: no limit)."""
-
-    connect: float = 10.0
-    idle: float = 120.0
-    total: float | None = 600.0
-
-    def __post_init__(self) -> None:
-        for name in ("connect", "idle", "total"):
-            value = getattr(self, name)
-            if value is None and name == "total":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-                limit = " or None for no limit" if name == "total" else ""
-                raise ConfigurationError(f"Timeouts.{name} must be a positive number of seconds{limit}, got {value!r}.")
-
-
-@dataclass(frozen=True)
-class UploadFile:
-    """The file part of a multipart upload: form field name, file name, bytes and media type."""
-
-    field: str
-    filename: str
-    data: bytes
-    content_type: str = "application/octet-stream"
-
-
-class TransportTimeout(Exception):
-    """Connect or idle timeout inside the transport (mapped to RequestTimeoutError by the client)."""
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(detail or kind)
-        self.kind = kind
-
-
-class TransportBroken(Exception):
-    """The connection could not be made or broke (mapped by the client)."""
-
-
-class HttpResponse(Protocol):
-    status: int
-    headers: Mapping[str, str]
-
-    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
-
-    async def aread(self) -> bytes: ...
 
 
 class _AiohttpResponse:
@@ -179,9 +130,7 @@ class _AiohttpTransport:
 
     def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> Any:
         """``POST`` a JSON body: an async context manager yielding the response (see module docstring)."""
-        # bytes are a body already encoded as JSON (a provider batch of up to 256 MB is encoded once)
-        data = body if isinstance(body, bytes) else _JSON.encode(body).encode()
-        return self._send("POST", url, headers, timeouts, data=data)
+        return self._send("POST", url, headers, timeouts, data=_encoded(body))
 
     def get(self, url: str, headers: Mapping[str, str], timeouts: Timeouts) -> Any:
         """``GET url``: an async context manager yielding the response, as ``post`` does."""
@@ -207,6 +156,47 @@ class _AiohttpTransport:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _encoded(body: Any) -> bytes:
+    """A JSON body as bytes; bytes are a body already encoded (a provider batch of up to 256 MB is encoded once)."""
+    return body if isinstance(body, bytes) else _JSON.encode(body).encode()
+
+
+class _DefaultTransport:
+    """nbllm's HTTP/1.1 client (``h1.py``) for every ``POST`` it can send; aiohttp for the rest: a proxy in
+    the environment (aiohttp reads it and ``NO_PROXY``), credentials in the URL, ``GET`` and uploads."""
+
+    def __init__(self) -> None:
+        self._aiohttp = _AiohttpTransport()
+        self._h1: H1Transport | None = None
+        self._proxied = _proxy_configured()
+
+    def post(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> Any:
+        """``POST`` a JSON body: an async context manager yielding the response (see module docstring)."""
+        h1 = self._h1
+        if h1 is None:  # made on first use, on the engine loop it belongs to
+            if self._proxied:
+                return self._aiohttp.post(url, headers, body, timeouts)
+            h1 = self._h1 = H1Transport(asyncio.get_running_loop())
+        origin = h1.origin(url)
+        if origin is None:
+            return self._aiohttp.post(url, headers, body, timeouts)
+        return h1.post(origin, headers, _encoded(body), timeouts)
+
+    def get(self, url: str, headers: Mapping[str, str], timeouts: Timeouts) -> Any:
+        """``GET url`` (through aiohttp): an async context manager yielding the response."""
+        return self._aiohttp.get(url, headers, timeouts)
+
+    def upload(self, url: str, headers: Mapping[str, str], fields: Mapping[str, str], file: UploadFile,
+               timeouts: Timeouts) -> Any:
+        """A multipart/form-data ``POST`` (through aiohttp), as ``post`` answers."""
+        return self._aiohttp.upload(url, headers, fields, file, timeouts)
+
+    async def aclose(self) -> None:
+        if self._h1 is not None:
+            await self._h1.aclose()
+        await self._aiohttp.aclose()
 
 
 def _proxy_configured() -> bool:
@@ -281,15 +271,23 @@ class _Httpx2Transport:
         await self._client.aclose()
 
 
-_transport: _AiohttpTransport | _Httpx2Transport | None = None
+Transport = _DefaultTransport | _AiohttpTransport | _Httpx2Transport
+_TRANSPORTS: dict[str, Callable[[], Transport]] = {
+    "nbllm": _DefaultTransport, "aiohttp": _AiohttpTransport, "httpx2": _Httpx2Transport}
+_transport: Transport | None = None
 
 
-def get_transport() -> _AiohttpTransport | _Httpx2Transport:
-    """The engine loop's shared transport, chosen by ``NBLLM_TRANSPORT`` (default ``aiohttp``)."""
+def get_transport() -> Transport:
+    """The engine loop's shared transport, chosen by ``NBLLM_TRANSPORT``: ``nbllm`` (the default: nbllm's
+    HTTP/1.1 client, aiohttp where it does not go), ``aiohttp`` or ``httpx2``."""
     global _transport
     if _transport is None:
-        choice = os.environ.get("NBLLM_TRANSPORT", "aiohttp")
-        _transport = _Httpx2Transport() if choice == "httpx2" else _AiohttpTransport()
+        choice = os.environ.get("NBLLM_TRANSPORT", "").strip().lower() or "nbllm"
+        make = _TRANSPORTS.get(choice)
+        if make is None:
+            raise ConfigurationError(f"NBLLM_TRANSPORT={choice!r} is not a transport nbllm has; use one of "
+                                     f"{', '.join(_TRANSPORTS)} (or unset it for the default, nbllm).")
+        _transport = make()
         get_engine().on_shutdown(_close_transport)
     return _transport
 
