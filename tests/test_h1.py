@@ -215,6 +215,19 @@ async def test_bytes_nobody_asked_for_retire_the_connection(transport: H1Transpo
     assert server.connections == 2
 
 
+async def test_a_second_answer_in_the_same_packet_retires_the_connection(transport: H1Transport) -> None:
+    async def two_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: RawServer) -> None:
+        await server.read_request(reader)
+        writer.write(answer() + answer(b'{"ok": "forged"}'))  # one write: the forged answer rides along
+        await writer.drain()
+        await keep_answering(reader, writer, server)
+
+    async with RawServer(two_answers) as server:
+        assert (await post(transport, server.url))[2] == OK  # the real answer is kept
+        assert (await post(transport, server.url))[2] == OK  # and the next comes from a new connection
+    assert server.connections == 2
+
+
 async def test_a_request_cancelled_mid_answer_does_not_leave_its_connection_in_the_pool(transport: H1Transport) -> None:
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: RawServer) -> None:
         while True:

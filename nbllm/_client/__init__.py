@@ -1,7 +1,8 @@
 """One HTTP call to a provider: build the request, send it, decode the answer, retry what may be retried.
 
 - ``attempts``: ``run_call`` (``call_response``: its Response, without generators) — key lease → request → status check → SSE or JSON → ``Response``, with retries.
-- ``http``: the transport interface (aiohttp by default, httpx2 with ``NBLLM_TRANSPORT=httpx2``).
+- ``http``: the transport interface: nbllm's HTTP/1.1 client (``h1``, ``h1_connection``) by default, aiohttp
+  where it does not go (proxies, GET, uploads), either of aiohttp or httpx2 by ``NBLLM_TRANSPORT``.
 - ``sse``: a spec-correct server-sent-events decoder working on bytes.
 - ``retry``: which failures are retried and how long to wait (pure).
 - ``ratelimits``: rate-limit headers turned into a ``RateLimitSnapshot`` (pure).

@@ -33,7 +33,7 @@ from .transport_types import TransportBroken, TransportTimeout
 
 __all__ = ["H1Transport", "Origin", "plain_origin"]
 
-_USER_AGENT = "nbllm (https://pypi.org/project/nbllm/)"
+_USER_AGENT = "nbllm"
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # characters a request target keeps as they are (RFC 3986 pchar + "/")
 _QUERY_SAFE = _PATH_SAFE + "?"
 

@@ -56,7 +56,8 @@ class Connection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if not self.busy:  # bytes nobody asked for, on a kept-alive connection: it cannot be trusted again
+        if not self.busy or self.complete:  # bytes nobody asked for: this connection cannot be trusted again
+            self.keep_alive = False
             self.close()
             return
         self.last_activity = self._loop.time()
@@ -92,6 +93,11 @@ class Connection(asyncio.Protocol):
         self._writable = None
 
     # ---- llhttp callbacks ---------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer in the same packet, to a request never sent: never reuse this
+            self.keep_alive = False
+            raise TransportBroken("the server sent more than one answer to one request")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:

@@ -42,7 +42,7 @@ class ApiKey:
     def __post_init__(self) -> None:
         if not isinstance(self.value, str):
             raise ConfigurationError(f"Key {self.alias or '?'}: a key must be a string, got {type(self.value).__name__}.")
-        # a key pasted with a newline or spaces around it is the same key (aiohttp refuses "\n" in a header)
+        # a key pasted with a newline or spaces around it is the same key (no transport may send "\n" in a header)
         object.__setattr__(self, "value", self.value.strip())
         register_secret(self.value)
         _check_header_safe(self.value, self.alias or self.masked)
