@@ -3,8 +3,10 @@
 Each client runs in its own fresh interpreter (``_common.run_isolated``) and sends the same ``N``
 chat-completion requests at concurrency 64; the CPU of the whole client process (every thread) is
 measured with ``time.process_time()`` around the measured phase, after a warm-up of 200 requests
-that opens the connections. Plain aiohttp is the floor: nothing but a socket, HTTP/1.1 and JSON (no
-cookie jar, the body encoded once, the answer decoded with ``json.loads``).
+that opens the connections. Plain aiohttp is the floor the target is set against: nothing but a socket,
+HTTP/1.1 and JSON (no cookie jar, the body encoded once, the answer decoded with ``json.loads``). Beside
+it, a lower floor (``client_protocol``: an ``asyncio.Protocol`` with llhttp and nothing a real client
+needs) says how far nbllm is from what a request costs in Python at the least.
 
 nbllm runs in the configuration the CPU target is about: a key pool, a text progress bar and the store
 on; the same with the store off is the row beside it. Then nbllm and the floor are profiled on the same
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import OUT_DIR, Section, SimProcess, arithmetic_prompts, run_isolated
-from ._overhead_report import NBLLM_TARGET_LABEL, overhead_section
+from ._overhead_report import NBLLM_TARGET_LABEL, RAW_FLOOR_LABEL, overhead_section
 from ._profile import (profile_store_writers, summarize_loop_profile, summarize_writer_profiles, thread_cpu,
                        thread_cpu_since)
 
@@ -38,6 +40,8 @@ ROUNDS = 3  # each client runs this many times, interleaved; the best run counts
 VARIANTS = [
     ("aiohttp, lean (floor)", "client_aiohttp", {}, {}),
     (NBLLM_TARGET_LABEL, "client_nbllm", {}, {}),
+    (RAW_FLOOR_LABEL, "client_protocol", {}, {}),
+    ("nbllm with NBLLM_TRANSPORT=aiohttp", "client_nbllm", {"NBLLM_TRANSPORT": "aiohttp"}, {}),
     ("nbllm with NBLLM_TRANSPORT=httpx2", "client_nbllm", {"NBLLM_TRANSPORT": "httpx2"}, {}),
     ("nbllm, store off (store=False)", "client_nbllm", {}, {"store": False}),
     ("openai SDK (AsyncOpenAI + semaphore)", "client_openai", {}, {}),
@@ -119,6 +123,53 @@ def client_aiohttp(url: str, n: int, trust_env: bool = False, lean: bool = True,
                 return bool(data["choices"][0]["message"]["content"])
 
             return await _measure(send, _prompts(n), profile)
+
+    return asyncio.run(main())
+
+
+def client_protocol(url: str, n: int) -> dict[str, Any]:
+    """A lower floor than aiohttp: an ``asyncio.Protocol`` per connection, the request's bytes written by
+    hand, the answer parsed by llhttp (``httptools``), a list of idle connections, the body decoded with
+    ``json.loads``. No timeouts, TLS, errors or anything else a real client needs: what a request costs in
+    Python at the least, so that a ratio against aiohttp is not mistaken for a ratio against the possible."""
+    from urllib.parse import urlsplit
+
+    import httptools
+
+    class Connection(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser, self.body, self.done = httptools.HttpResponseParser(self), [], None
+            self.transport: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_body(self, body: bytes) -> None:
+            self.body.append(body)
+
+        def on_message_complete(self) -> None:
+            body, self.body = b"".join(self.body), []
+            self.done.set_result(body)
+
+    async def main() -> dict[str, Any]:
+        parts = urlsplit(url)
+        loop, idle = asyncio.get_running_loop(), []
+        head = (f"POST {parts.path}/chat/completions HTTP/1.1\r\nhost: {parts.netloc}\r\n"
+                "authorization: Bearer sk-bench\r\ncontent-type: application/json\r\ncontent-length: ").encode()
+
+        async def send(prompt: str) -> bool:
+            body = json.dumps(_body(prompt)).encode()
+            conn = idle.pop() if idle else (await loop.create_connection(Connection, parts.hostname, parts.port))[1]
+            conn.done = loop.create_future()
+            conn.transport.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+            data = json.loads(await conn.done)
+            idle.append(conn)
+            return bool(data["choices"][0]["message"]["content"])
+
+        return await _measure(send, _prompts(n))
 
     return asyncio.run(main())
 

@@ -51,10 +51,10 @@ def _score(texts: list[str | None], labels: list[int]) -> float:
 
 def _instrument() -> dict[str, float]:
     """Wrap the store's and the progress's entry points with per-thread CPU timers."""
-    from nbllm._call import CallRunner
     from nbllm._progress import display as _progress_display
     from nbllm._progress import state as _progress
     from nbllm._store import store as _store
+    from nbllm._store.rows import RequestFingerprints
 
     spent = {"store": 0.0, "progress": 0.0, "fingerprints": 0.0}
     clock = time.thread_time
@@ -77,7 +77,7 @@ def _instrument() -> dict[str, float]:
     wrap(_progress.BatchProgress, "item_done", "progress")
     for name in ("start", "refresh", "close"):
         wrap(_progress_display.ProgressDisplay, name, "progress")
-    wrap(CallRunner, "_fingerprint", "fingerprints")  # computed only for the store (cache keys)
+    wrap(RequestFingerprints, "__call__", "fingerprints")  # computed only for the store (cache keys)
     return spent
 
 
