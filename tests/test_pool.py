@@ -190,6 +190,56 @@ async def test_waiters_are_served_in_arrival_order_even_when_a_small_request_cou
     assert served == ["first-10", "big-8", "small-1"]
 
 
+async def test_a_retry_goes_to_the_head_of_the_queue():
+    now = [0.0]
+    pool = KeyPool([{"key": "sk-a-123456789", "rpm": 60}], clock=lambda: now[0])  # burst 1: one now
+    served: list[str] = []
+
+    async def ask(name: str, retry: bool = False) -> None:
+        lease = await pool.acquire("openai", "m", 1, retry=retry)
+        served.append(name)
+        lease.succeeded(None)
+
+    first = asyncio.ensure_future(ask("first"))
+    await asyncio.sleep(0)
+    queued = [asyncio.ensure_future(ask(f"queued-{i}")) for i in range(2)]
+    await asyncio.sleep(0)
+    retried = asyncio.ensure_future(ask("retried", retry=True))  # it waited its turn once already
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert served == ["first"]
+    for step in (1, 2, 3):
+        now[0] = float(step)  # one request per second
+        pool._changed()
+        for _ in range(5):
+            await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.gather(first, retried, *queued), 1)
+    assert served == ["first", "retried", "queued-0", "queued-1"]
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "answering"),
+    [
+        ("", False),  # nothing known yet: back off, as for a single call
+        ("+" * 9, False),  # not a full window yet
+        ("+" * 10, True),
+        ("+" * 8 + "--", True),  # 8 of the last 10
+        ("+" * 7 + "---", False),
+        ("+" * 30 + "---", False),  # three failures in a row: an outage may have begun
+        ("---" + "+" * 10, True),  # it recovered: only the last 10 count
+        ("+-" * 10, False),
+    ],
+)
+def test_a_key_is_answering_while_it_answers_nearly_all_its_last_requests(outcomes: str, answering: bool):
+    state = KeyState(ApiKey("sk-a-123456789", "a"))
+    for outcome in outcomes:
+        if outcome == "+":
+            state.finish(0, None, 0.0)
+        else:
+            state.errored()
+    assert state.answering is answering
+
+
 async def test_a_pool_with_every_key_disabled_fails_fast():
     pool = KeyPool([{"key": "sk-a-123456789"}])
     pool.key_state("key-1").disabled = "key refused (HTTP 401)"

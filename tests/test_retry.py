@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nbllm._exceptions import ConfigurationError
-from nbllm._client.retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
+from nbllm._client.retry import RetryPolicy, backoff_delay, error_retry_delay, is_retryable_status, parse_retry_after
 
 # Wed, 21 Oct 2015 07:28:00 GMT as a UNIX timestamp: the "now" of every HTTP-date row.
 NOW = 1445412480.0
@@ -144,3 +144,29 @@ def test_policy_rejects_bad_values(kwargs: dict[str, float]) -> None:
 def test_negative_attempt_is_a_bug() -> None:
     with pytest.raises(ValueError):
         backoff_delay(-1, POLICY, None, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("errors", "retry_after", "answering", "expected"),
+    [
+        # a service that answers nearly everything: the failure was bad luck, retry at once
+        (0, None, True, 0.0),
+        (2, None, True, 0.0),
+        (3, None, True, 0.0),
+        (4, None, True, None),  # out of retries all the same
+        # a service that is failing: the usual backoff (rand=0: no jitter)
+        (0, None, False, 0.5),
+        (2, None, False, 2.0),
+        (4, None, False, None),
+        # a wait the server asked for is honoured either way
+        (0, 3.0, True, 3.0),
+        (0, 3.0, False, 3.0),
+        (0, 0.0, True, 0.0),
+        (0, 500.0, True, None),  # longer than max_retry_after: do not retry
+        (1, -1.0, True, 0.0),  # a negative one is ignored
+    ],
+)
+def test_error_retry_delay_skips_the_backoff_only_while_the_service_answers(
+    errors: int, retry_after: float | None, answering: bool, expected: float | None
+) -> None:
+    assert error_retry_delay(errors, POLICY, retry_after, 0.0, service_answering=answering) == expected

@@ -48,7 +48,7 @@ from .providers import (
     make_provider,
 )
 from .ratelimits import parse_rate_limit_headers
-from .retry import RetryPolicy, backoff_delay, is_retryable_status, parse_retry_after
+from .retry import RetryPolicy, backoff_delay, error_retry_delay, is_retryable_status, parse_retry_after
 from .sse import SSEError, aiter_sse
 from .watch import AttemptWatch
 
@@ -151,23 +151,25 @@ async def call_response(spec: CallSpec, target: Target, watch: AttemptWatch | No
 class _Retries:
     """One call's retry rules and counts, shared by ``run_call`` and ``call_response``."""
 
-    __slots__ = ("avoid", "errors", "estimate", "rate_limits", "spec", "target", "watch")
+    __slots__ = ("avoid", "errors", "estimate", "rate_limits", "retrying", "spec", "target", "watch")
 
     def __init__(self, spec: CallSpec, target: Target, watch: AttemptWatch | None) -> None:
         self.spec, self.target, self.watch = spec, target, watch
         self.errors, self.rate_limits = 0, 0
+        self.retrying = False  # a failed attempt is being retried: its next lease goes first in the queue
         self.estimate = spec.estimated_prompt_tokens() + (spec.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
         self.avoid = watch.avoid if watch is not None else frozenset()
 
     async def lease(self, deliver_text: bool) -> tuple[Lease, _Attempt]:
         lease = await self.target.pool.acquire(self.target.wire_format, self.spec.model, self.estimate,
-                                               avoid=self.avoid)
+                                               avoid=self.avoid, retry=self.retrying)
         if self.watch is not None:
             self.watch.leased(lease.alias, lease.granted_at)
         return lease, _Attempt(deliver_text, lease, self.watch)
 
     async def failed(self, error: NbllmError, lease: Lease, attempt: _Attempt) -> None:
         """An attempt failed with ``error``: return (after any backoff) to try again, or raise."""
+        self.retrying = True
         if isinstance(error, (AuthenticationError, QuotaExhaustedError)):
             # the key is unusable, not the request: disable it; the next acquire picks another key
             lease.key_failed(_disable_reason(error))
@@ -214,7 +216,8 @@ def _retry_delay(
         lease.rate_limited(target.retry.max_retry_after)  # retries are off (max_retries=0)
         return None
     lease.released(failed=True)
-    return backoff_delay(errors, target.retry, getattr(error, "retry_after", None), random.random())
+    return error_retry_delay(errors, target.retry, getattr(error, "retry_after", None), random.random(),
+                             service_answering=lease.key_answering())
 
 
 def _disable_reason(error: ProviderError) -> str:

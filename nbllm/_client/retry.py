@@ -20,6 +20,8 @@ if is_retryable_status(status, headers):
   the call goes to another key).
 - Without one: exponential backoff ``min(initial * 2**attempt, max_delay)``, shortened by up to
   ``jitter`` so that many clients hit by the same outage do not come back in lockstep.
+- ``error_retry_delay`` is that rule for a failed request (not a rate limit) with one exception, nbllm's
+  own: while other requests are being answered, the retry goes at once (see its docstring).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from .._exceptions import ConfigurationError
 from .headers import lowercase_names
 
-__all__ = ["RetryPolicy", "backoff_delay", "is_retryable_status", "parse_retry_after"]
+__all__ = ["RetryPolicy", "backoff_delay", "error_retry_delay", "is_retryable_status", "parse_retry_after"]
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
@@ -135,3 +137,24 @@ def backoff_delay(
         return retry_after if retry_after <= policy.max_retry_after else None
     delay = min(policy.initial_delay * 2.0 ** min(attempt, _MAX_EXPONENT), policy.max_delay)
     return delay * (1 - policy.jitter * rand)
+
+
+def error_retry_delay(
+    errors: int, policy: RetryPolicy, retry_after: float | None, rand: float, service_answering: bool
+) -> float | None:
+    """Seconds to wait before retrying a failed request (a 5xx, a dropped connection) after ``errors``
+    failures so far, or None to stop. ``service_answering``: the key answers nearly all its requests
+    (``KeyState.answering``: at least 8 of its last 10).
+
+    ``backoff_delay``, except that the retry goes at once while the service is answering. Backoff spaces
+    retries so that a struggling service is not hit again at once; but when nearly every request is
+    answered, this failure was one bad connection or replica, not an outage, and the wait only moves the
+    request to the end of the batch, where it becomes the batch's tail (measured: a prompt that failed
+    three times in a row finished 2.8 s after the rest, 16 % of the batch's wall time). A service that
+    fails three requests in a row is backed off from as usual; a wait the server asked for is always
+    honoured; the key pool still admits the retry only within the key's limits, so it adds no burst.
+    """
+    delay = backoff_delay(errors, policy, retry_after, rand)
+    if delay is not None and service_answering and (retry_after is None or retry_after < 0):
+        return 0.0
+    return delay

@@ -101,6 +101,10 @@ class Lease:
         if not self._ended:
             self.state.first_token_of(self.model).add(self._pool.clock() - self.granted_at)
 
+    def key_answering(self) -> bool:
+        """Whether this key answers nearly all its requests: a failure on it is bad luck, not an outage."""
+        return self.state.answering
+
     def succeeded(self, used_tokens: int | None, snapshot: RateLimitSnapshot | None = None) -> None:
         if self._end():
             now = self._pool.clock()
@@ -142,7 +146,8 @@ class Lease:
         answer, a timeout, a broken connection, a cancel): its tokens are given back."""
         if self._end():
             self.state.release(self.taken, self._pool.clock())
-            self.state.failed += failed
+            if failed:
+                self.state.errored()
             if self._pool._shared is not None:
                 self._probe_ended(0)
                 self._pool._shared.refunded(self.state, self.tokens)
@@ -258,10 +263,13 @@ class KeyPool:
                    and (wire_format is None or s.key.provider in (None, wire_format))]
         return in_flight_target(demands, limit=limit)
 
-    async def acquire(self, wire_format: str, model: str, tokens: float, avoid: Iterable[str] = ()) -> Lease:
+    async def acquire(self, wire_format: str, model: str, tokens: float, avoid: Iterable[str] = (),
+                      retry: bool = False) -> Lease:
         """Wait (FIFO) until a key that serves ``model`` can take ``tokens`` more; raise if none ever can.
 
         ``avoid``: aliases of keys not to use (a hedge goes to another key than the request it races).
+        ``retry``: the request already waited its turn and failed; it goes to the head of the queue, since
+        queueing it behind every request still waiting would turn one fault into the batch's tail.
         """
         if not self._states:
             raise ConfigurationError("The key pool is empty: set OPENAI_API_KEY / API_KEY, or pass keys.")
@@ -272,7 +280,10 @@ class KeyPool:
                 return lease
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(wire_format, model, tokens, future, avoid)
-        self._waiters.append(waiter)
+        if retry:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
         self._ensure_dispatcher()
         try:
             return await future

@@ -47,6 +47,11 @@ MIN_GUESS_RPM = 60.0
 REFILL_SECONDS = 60.0
 # A key waiting less than this is only being paced (a busy key at its limit): status still says "ready".
 WAIT_SHOWN_SECONDS = 1.0
+# A key that answered at least HEALTHY_ANSWERS of its last HEALTH_WINDOW requests is up: a failure on it is
+# one bad connection or replica, and its retry need not back off (``nbllm._client.retry.error_retry_delay``).
+# 8 of 10 holds at a 10 % error rate nearly always; three failures in a row, the start of an outage, end it.
+HEALTH_WINDOW = 10
+HEALTHY_ANSWERS = 8
 # A key is parked at least this long, so that max_retry_after=0 does not send it back at once.
 MIN_PARK_SECONDS = 1.0
 
@@ -87,6 +92,8 @@ class KeyState:
     in_flight_cap: float = PROBE_IN_FLIGHT
     done: int = 0
     failed: int = 0
+    # outcomes of the key's last requests, True for an answer (see HEALTH_WINDOW; 429s are not in it)
+    outcomes: collections.deque[bool] = field(default_factory=lambda: collections.deque(maxlen=HEALTH_WINDOW))
     rate_limited: int = 0
     tokens: int = 0
     # everything ever taken from this key (requests, estimated tokens): ages rate-limit snapshots
@@ -177,10 +184,21 @@ class KeyState:
         """What this key has been sent up to ``now`` (a lease keeps it to age the headers of its answer)."""
         return Sent(now, self.sent_requests, self.sent_tokens)
 
+    @property
+    def answering(self) -> bool:
+        """Whether the key answered at least HEALTHY_ANSWERS of its last HEALTH_WINDOW requests."""
+        return len(self.outcomes) == HEALTH_WINDOW and sum(self.outcomes) >= HEALTHY_ANSWERS
+
+    def errored(self) -> None:
+        """A request on this key failed (an error answer, a timeout, a broken connection)."""
+        self.failed += 1
+        self.outcomes.append(False)
+
     def finish(self, estimated_tokens: float, used_tokens: int | None, now: float) -> None:
         """A request ended with an answer: count it and correct the TPM estimate."""
         self.in_flight = max(0, self.in_flight - 1)
         self.done += 1
+        self.outcomes.append(True)
         if self.rpm is None:  # remember what the key accepted, to guess its limit after a 429
             self.recent.append(now)
             while self.recent[0] < now - RATE_WINDOW_SECONDS:
