@@ -21,7 +21,7 @@ if is_retryable_status(status, headers):
 - Without one: exponential backoff ``min(initial * 2**attempt, max_delay)``, shortened by up to
   ``jitter`` so that many clients hit by the same outage do not come back in lockstep.
 - ``error_retry_delay`` is that rule for a failed request (not a rate limit) with one exception, nbllm's
-  own: while other requests are being answered, the retry goes at once (see its docstring).
+  own: while the key answers nearly all its requests, the retry goes at once (see its docstring).
 """
 
 from __future__ import annotations
